@@ -1,0 +1,1 @@
+"""Data pipeline: raw log -> filtered table -> split -> packed tensors."""

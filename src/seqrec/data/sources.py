@@ -1,0 +1,403 @@
+"""Raw interaction logs. Each source is a Hydra `_target_`: its constructor only checks its arguments,
+`load()` reads the log into RAW_SCHEMA columns in file order, and `fingerprint()` names the raw data and
+parsing options for the processed-log cache."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import polars as pl
+
+from seqrec.data.download import extract_member, fetch, parse_checksum
+from seqrec.data.types import RAW_SCHEMA, DataError
+
+# Reads every line whole: a separator byte that never occurs in text, and no quoting.
+_LINE_SEPARATOR = "\x1f"
+
+
+class RawSource(Protocol):
+    """What the pipeline needs from a source (GroupLens, InteractionFile, or your own class)."""
+
+    def load(self) -> pl.DataFrame:
+        """The raw log: RAW_SCHEMA columns, in file order."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A stable string that changes whenever the raw data or the parsing options do."""
+        ...
+
+
+@dataclass(frozen=True)
+class RatingsFormat:
+    """How a GroupLens release stores ratings: one `user item rating timestamp` event per line."""
+
+    file_name: str
+    separator: str
+    header: str | None = None
+
+    @property
+    def description(self) -> str:
+        fields = self.separator.join(["user", "item", "rating", "timestamp"])
+        header = f"a header line {self.header!r}, then " if self.header else "no header, "
+        return f"{header}lines {fields!r} (separator {self.separator!r}, integer ids and unix timestamps)"
+
+
+@dataclass(frozen=True)
+class GroupLensRelease:
+    ratings: RatingsFormat
+    md5: str | None
+    """Published MD5 of the official zip; None where GroupLens updates the zip in place."""
+
+
+U_DATA = RatingsFormat("u.data", "\t")
+RATINGS_DAT = RatingsFormat("ratings.dat", "::")
+RATINGS_CSV = RatingsFormat("ratings.csv", ",", header="userId,movieId,rating,timestamp")
+
+GROUPLENS_RELEASES = {
+    "ml-100k": GroupLensRelease(U_DATA, "0e33842e24a9c977be4e0107933c0723"),
+    "ml-1m": GroupLensRelease(RATINGS_DAT, "c4d9eecfca2ab87c1945afe126590906"),
+    "ml-10m": GroupLensRelease(RATINGS_DAT, "ce571fd55effeba0271552578f2648bd"),
+    "ml-20m": GroupLensRelease(RATINGS_CSV, "cd245b17a1ae2cc31bb14903e1204af3"),
+    "ml-25m": GroupLensRelease(RATINGS_CSV, "6b51fb2759a8657d3bfcbfc42b592ada"),
+    "ml-latest-small": GroupLensRelease(RATINGS_CSV, None),
+}
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
+
+TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
+
+
+class GroupLens:
+    """A MovieLens release in its native format (`u.data`, `ratings.dat` or `ratings.csv`).
+
+    With `path` (the official zip, its extracted folder, or the ratings file itself) nothing is
+    downloaded. Without it the official zip is fetched into `cache_dir` and checked against the
+    published MD5 (or `checksum`, "md5:<hex>" / "sha256:<hex>"; a custom `url` has no default checksum).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: str | None = None,
+        url: str | None = None,
+        checksum: str | None = None,
+        cache_dir: str = "~/.cache/seqrec",
+    ) -> None:
+        if name not in GROUPLENS_RELEASES:
+            raise DataError(f"dataset.name must be one of {', '.join(GROUPLENS_RELEASES)}; got {name!r}")
+        release = GROUPLENS_RELEASES[name]
+        if checksum is not None:
+            _check_checksum(checksum)
+        elif url is None and release.md5 is not None:
+            checksum = f"md5:{release.md5}"
+        self.name = name
+        self.ratings_format = release.ratings
+        self.path = _existing_path(path) if path is not None else None
+        self.url = url or GROUPLENS_URL.format(name=name)
+        self.checksum = checksum
+        self.cache_dir = _expand(cache_dir)
+
+    def load(self) -> pl.DataFrame:
+        """The ratings in RAW_SCHEMA columns, in file order."""
+        return read_grouplens_ratings(self._ratings_file(), self.ratings_format)
+
+    def fingerprint(self) -> str:
+        if self.path is None:
+            return f"GroupLens {self.name} url={self.url} checksum={self.checksum}"
+        local = self._ratings_file() if self.path.is_dir() else self.path
+        return f"GroupLens {self.name} {_file_identity(local)}"
+
+    def _ratings_file(self) -> Path:
+        """The ratings file to parse, fetching and extracting the zip where needed."""
+        file_name = self.ratings_format.file_name
+        if self.path is None:
+            zip_path = fetch(self.url, self.cache_dir / f"{self.name}.zip", self.checksum)
+            return extract_member(zip_path, file_name, self.cache_dir)
+        if self.path.is_dir():
+            candidates = [self.path / file_name, *sorted(self.path.glob(f"*/{file_name}"))]
+            found = [candidate for candidate in candidates if candidate.is_file()]
+            if not found:
+                raise DataError(
+                    f"dataset.path={self.path} is a folder without {file_name} (directly or one folder "
+                    f"down). Point dataset.path at the {self.name} zip, its extracted folder or {file_name}."
+                )
+            return found[0]
+        if self.path.suffix.lower() == ".zip":
+            return extract_member(self.path, file_name, self.cache_dir)
+        return self.path
+
+
+class InteractionFile:
+    """Any interaction log in a CSV/TSV/TXT file or a parquet file.
+
+    Ids must be integers; timestamps integers (unix seconds) or datetimes (converted to unix seconds,
+    naive ones read as UTC). Without a header (has_header=False) the columns are column_1, column_2, ...
+    """
+
+    def __init__(
+        self,
+        path: str,
+        user_column: str = "user",
+        item_column: str = "item",
+        timestamp_column: str = "timestamp",
+        rating_column: str | None = None,
+        separator: str = ",",
+        has_header: bool = True,
+    ) -> None:
+        self.path = _existing_path(path)
+        if self.path.is_dir() or self.path.suffix.lower() not in TEXT_SUFFIXES | {".parquet"}:
+            raise DataError(
+                f"dataset.path must be a .csv, .tsv, .txt or .parquet file, got {self.path}. "
+                f"For a MovieLens release use the GroupLens source."
+            )
+        if len(separator.encode()) != 1:
+            raise ValueError(f"dataset.separator must be a single one-byte character, got {separator!r}")
+        self.columns = {
+            "user": user_column,
+            "item": item_column,
+            "timestamp": timestamp_column,
+            "rating": rating_column,
+        }
+        named = [column for column in self.columns.values() if column is not None]
+        if len(set(named)) != len(named) or not all(named):
+            raise ValueError(
+                "dataset.user_column, item_column, timestamp_column and rating_column must be distinct, "
+                f"non-empty column names; got {self.columns}"
+            )
+        self.separator = separator
+        self.has_header = has_header
+
+    @property
+    def is_text(self) -> bool:
+        return self.path.suffix.lower() in TEXT_SUFFIXES
+
+    def load(self) -> pl.DataFrame:
+        """The log in RAW_SCHEMA columns, in file order; blank lines are skipped."""
+        wanted = {role: column for role, column in self.columns.items() if column is not None}
+        try:
+            lazy = (
+                pl.scan_csv(
+                    self.path, separator=self.separator, has_header=self.has_header, infer_schema=False
+                )
+                if self.is_text
+                else pl.scan_parquet(self.path)
+            )
+            available = lazy.collect_schema().names()
+            if self.is_text and not self.has_header:
+                numbered = [f"column_{number}" for number in range(1, len(available) + 1)]
+                lazy, available = lazy.rename(dict(zip(available, numbered, strict=True))), numbered
+            missing = {role: column for role, column in wanted.items() if column not in available}
+            if missing:
+                raise DataError(self._missing_columns_message(missing, available))
+            table = lazy.select(list(wanted.values())).collect()
+        except pl.exceptions.PolarsError as error:
+            raise DataError(f"could not read {self.path}: {error}") from error
+
+        if self.is_text:
+            origin = Origin(self.path, self._description(), first_line=2 if self.has_header else 1)
+            table = table.with_row_index("row").filter(~pl.all_horizontal(pl.exclude("row").is_null()))
+            rows = table["row"]
+        else:
+            origin, rows = Origin(self.path, self._description(), first_line=None), None
+        return pl.DataFrame(
+            {
+                "user": to_integers(table[wanted["user"]], "user id", origin, rows),
+                "item": to_integers(table[wanted["item"]], "item id", origin, rows),
+                "timestamp": to_unix_seconds(table[wanted["timestamp"]], origin, rows),
+                "rating": (
+                    to_floats(table[wanted["rating"]], "rating", origin, rows)
+                    if "rating" in wanted
+                    else pl.Series([None] * table.height, dtype=pl.Float64)
+                ),
+            },
+            schema=RAW_SCHEMA,
+        )
+
+    def fingerprint(self) -> str:
+        options = f"columns={self.columns} separator={self.separator!r} has_header={self.has_header}"
+        return f"InteractionFile {_file_identity(self.path)} {options}"
+
+    def _description(self) -> str:
+        return (
+            f"integer ids in columns {self.columns['user']!r}/{self.columns['item']!r} and integer or "
+            f"datetime timestamps in {self.columns['timestamp']!r}"
+        )
+
+    def _missing_columns_message(self, missing: dict[str, str], available: list[str]) -> str:
+        settings = ", ".join(f"dataset.{role}_column (now {column!r})" for role, column in missing.items())
+        message = f"{self.path} has no column(s) {list(missing.values())}; its columns are {available}. "
+        message += f"Set {settings}."
+        if self.is_text and len(available) == 1:
+            message += f" Only one column was found: is dataset.separator={self.separator!r} right?"
+        if self.is_text and not self.has_header:
+            message += " Without a header (dataset.has_header=false) the columns are column_1, column_2, ..."
+        return message
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where values came from, so that errors can point at the offending line.
+
+    first_line: the file line of data row 0 (1, or 2 after a header); None for files without lines.
+    """
+
+    path: Path
+    expected: str
+    first_line: int | None
+
+    def error(self, row: int, problem: str) -> DataError:
+        where = f"line {self.first_line + row}" if self.first_line is not None else f"row {row + 1}"
+        return DataError(f"{self.path}, {where}: {problem}. Expected {self.expected}.")
+
+
+def read_grouplens_ratings(path: Path, ratings_format: RatingsFormat) -> pl.DataFrame:
+    """Parse a GroupLens ratings file (`ratings_format`) into RAW_SCHEMA columns, in file order."""
+    origin = Origin(path, f"{ratings_format.description} (does dataset.name match this file?)", first_line=1)
+    try:
+        lines = pl.read_csv(
+            path, has_header=False, separator=_LINE_SEPARATOR, quote_char=None, schema={"line": pl.String}
+        )["line"]
+    except pl.exceptions.NoDataError as error:
+        raise DataError(f"{path} is empty. Expected {ratings_format.description}.") from error
+    except pl.exceptions.PolarsError as error:
+        raise DataError(f"could not read {path} as text lines: {error}") from error
+    if len(lines) == 0:
+        raise DataError(f"{path} is empty. Expected {ratings_format.description}.")
+    data_start = 0
+    if ratings_format.header is not None:
+        if lines[0] != ratings_format.header:
+            raise origin.error(0, f"found {lines[0]!r} where the header was expected")
+        data_start = 1
+    rows = pl.int_range(data_start, len(lines), eager=True, dtype=pl.Int64).filter(
+        lines.slice(data_start).is_not_null()  # blank lines
+    )
+    fields = lines.gather(rows).str.split(ratings_format.separator)
+    wrong_count = (fields.list.len() != 4).arg_true()
+    if len(wrong_count):
+        row = rows[wrong_count[0]]
+        raise origin.error(
+            row, f"{lines[row]!r} does not have 4 fields separated by {ratings_format.separator!r}"
+        )
+    return pl.DataFrame(
+        {
+            "user": to_integers(fields.list.get(0), "user id", origin, rows),
+            "item": to_integers(fields.list.get(1), "item id", origin, rows),
+            "timestamp": to_integers(fields.list.get(3), "timestamp", origin, rows),
+            "rating": to_floats(fields.list.get(2), "rating", origin, rows),
+        },
+        schema=RAW_SCHEMA,
+    )
+
+
+def to_integers(values: pl.Series, what: str, origin: Origin, rows: pl.Series | None = None) -> pl.Series:
+    """values [N] (strings or numbers) as Int64; DataError at the first value that is not an integer.
+
+    rows: [N] the data row of each value (to report lines), or None when value n is row n.
+    """
+    _reject_nulls(values, what, origin, rows)
+    if values.dtype == pl.String:
+        values = values.str.strip_chars()
+    elif values.dtype.is_float():
+        # A strict float -> int cast truncates silently, so check for whole numbers first.
+        _raise_at_first(
+            values.is_nan() | (values != values.floor()), values, f"is not an integer {what}", origin, rows
+        )
+    elif not values.dtype.is_integer():
+        raise DataError(
+            f"{origin.path}: the {what} column has type {values.dtype}; {what}s must be integers."
+        )
+    return _cast_strict(values, pl.Int64, what, origin, rows)
+
+
+def to_floats(values: pl.Series, what: str, origin: Origin, rows: pl.Series | None = None) -> pl.Series:
+    """values [N] (strings or numbers) as Float64; DataError at the first value that is not a number."""
+    _reject_nulls(values, what, origin, rows)
+    if values.dtype == pl.String:
+        values = values.str.strip_chars()
+    elif not values.dtype.is_numeric():
+        raise DataError(f"{origin.path}: the {what} column has type {values.dtype}; {what}s must be numbers.")
+    return _cast_strict(values, pl.Float64, what, origin, rows)
+
+
+def to_unix_seconds(values: pl.Series, origin: Origin, rows: pl.Series | None = None) -> pl.Series:
+    """Timestamps [N] as Int64 unix seconds, from integers, datetimes, dates or datetime strings."""
+    _reject_nulls(values, "timestamp", origin, rows)
+    if values.dtype == pl.Date:
+        values = values.cast(pl.Datetime("us"))
+    if isinstance(values.dtype, pl.Datetime):
+        return values.dt.epoch("s").cast(pl.Int64)
+    if values.dtype != pl.String:
+        return to_integers(values, "timestamp", origin, rows)
+    values = values.str.strip_chars()
+    is_integer = values.cast(pl.Int64, strict=False).is_not_null()
+    if is_integer.all():
+        return to_integers(values, "timestamp", origin, rows)
+    try:
+        return values.str.to_datetime(strict=True).dt.epoch("s").cast(pl.Int64)
+    except pl.exceptions.PolarsError:
+        problem = (
+            "is not an integer; timestamps must be all integers (unix seconds) or all datetimes of one format"
+        )
+        _raise_at_first(~is_integer, values, problem, origin, rows)
+        raise
+
+
+def _cast_strict(
+    values: pl.Series, dtype: pl.DataType, what: str, origin: Origin, rows: pl.Series | None
+) -> pl.Series:
+    """Strict cast; on failure, DataError naming the first value that does not convert and its line."""
+    try:
+        return values.cast(dtype, strict=True)
+    except pl.exceptions.PolarsError:
+        failed = values.cast(dtype, strict=False).is_null()
+        _raise_at_first(failed, values, f"is not a valid {what} ({dtype})", origin, rows)
+        raise
+
+
+def _reject_nulls(values: pl.Series, what: str, origin: Origin, rows: pl.Series | None) -> None:
+    """DataError at the first missing or blank value."""
+    blank = values.is_null()
+    if values.dtype == pl.String:
+        blank = blank | (values.str.strip_chars() == "")
+    positions = blank.arg_true()
+    if len(positions):
+        raise origin.error(_row(int(positions[0]), rows), f"empty {what}")
+
+
+def _raise_at_first(
+    bad: pl.Series, values: pl.Series, problem: str, origin: Origin, rows: pl.Series | None
+) -> None:
+    positions = bad.arg_true()
+    if len(positions):
+        position = int(positions[0])
+        raise origin.error(_row(position, rows), f"{values[position]!r} {problem}")
+
+
+def _row(position: int, rows: pl.Series | None) -> int:
+    return int(rows[position]) if rows is not None else position
+
+
+def _check_checksum(checksum: str) -> None:
+    try:
+        parse_checksum(checksum)
+    except ValueError as error:
+        raise ValueError(f"dataset.checksum: {error}") from error
+
+
+def _existing_path(path: str) -> Path:
+    resolved = _expand(path)
+    if not resolved.exists():
+        raise DataError(f"dataset.path={path} does not exist (looked at {resolved}).")
+    return resolved
+
+
+def _expand(path: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(str(path)))).absolute()
+
+
+def _file_identity(path: Path) -> str:
+    """Absolute path, size and modification time: changes whenever the file does."""
+    stat = path.stat()
+    return f"path={path.absolute()} size={stat.st_size} mtime_ns={stat.st_mtime_ns}"

@@ -1,0 +1,72 @@
+"""Containers passed between data stages. Data flows one way: raw log -> InteractionLog -> SplitData."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+
+RAW_SCHEMA = {"user": pl.Int64, "item": pl.Int64, "timestamp": pl.Int64, "rating": pl.Float64}
+"""Columns every source's `load()` returns, in file order. `rating` is null where a log has none."""
+
+
+class DataError(ValueError):
+    """Bad input data or data settings; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class InteractionLog:
+    """A filtered, re-indexed log.
+
+    events: columns user (original id, Int64), item (dense id 0..num_items-1, Int64), timestamp (Int64),
+        sorted by (user, timestamp) with ties in file order.
+    item_ids: [num_items] int64, the original id of each dense item id (ascending: rank order).
+    """
+
+    events: pl.DataFrame
+    item_ids: np.ndarray
+    kcore_passes: int
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+
+@dataclass(frozen=True)
+class EvalSamples:
+    """Evaluation samples as windows into SplitData.item_seq.
+
+    Sample s has input item_seq[history_start[s]:history_end[s]] (all of the user's earlier events;
+    truncated to the last max_seq_len when batched) and target item_seq[history_end[s]] == target[s].
+    All tensors are [S] int64; `user` holds original user ids.
+    """
+
+    user: torch.Tensor
+    history_start: torch.Tensor
+    history_end: torch.Tensor
+    target: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """A split, as windows into one flat tensor of the users' item sequences.
+
+    item_seq: [E] int64 dense item ids of all events, grouped by user, in time order.
+    train_start, train_end: [N] int64; training sequence n is item_seq[train_start[n]:train_end[n]]
+        (>= 2 events). Its inputs are all but the last event and its targets all but the first.
+    """
+
+    item_seq: torch.Tensor
+    train_start: torch.Tensor
+    train_end: torch.Tensor
+    valid: EvalSamples
+    test: EvalSamples
+    num_items: int
+    item_ids: np.ndarray
+    stats: dict = field(default_factory=dict)

@@ -1,0 +1,209 @@
+"""Evaluation protocols (the `evaluation` config group): which catalog items compete with each target.
+
+Every protocol has `evaluate(score_fn, samples, item_seq, max_seq_len, num_items) -> EvaluationResult`.
+score_fn(inputs [B, L] int64, lengths [B] int64) -> scores [B, I] float scores a batch of model inputs
+(right-padded windows, see seqrec.data.batches.gather_windows); the protocol batches the samples,
+masks the items that do not compete with -inf and accumulates seqrec.metrics.RankingMetrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from seqrec.data.batches import gather_windows
+from seqrec.data.types import DataError, EvalSamples
+from seqrec.metrics import RankingMetrics, check_ks
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_DRAW_CHUNK = 256  # samples per chunk of random keys when drawing sampled candidates
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """metrics: {'dcg@k', 'hitrate@k', 'coverage@k'}; ranks: [S] int64 (CPU), each sample's target rank."""
+
+    metrics: dict[str, float]
+    ranks: torch.Tensor
+
+
+class FullCatalog:
+    """The protocol: every catalog item competes with the target; exact ties go to the lower item id.
+
+    exclude_seen: give -inf to the items of the sample's whole history (not only the truncated model
+    input), except the target itself. The target keeps competing even when it repeats an earlier
+    event, so a re-consumed item is ranked like any other target instead of getting no rank at all.
+    """
+
+    def __init__(self, ks: Sequence[int] = (5, 10, 20), exclude_seen: bool = False, batch_size: int = 1024):
+        self.ks = check_ks(ks)
+        self.exclude_seen = exclude_seen
+        self.batch_size = _check_batch_size(batch_size)
+
+    @torch.inference_mode()
+    def evaluate(
+        self,
+        score_fn: ScoreFn,
+        samples: EvalSamples,
+        item_seq: torch.Tensor,
+        max_seq_len: int,
+        num_items: int,
+    ) -> EvaluationResult:
+        metrics = RankingMetrics(self.ks, num_items)
+        for _, batch in _sample_batches(samples, self.batch_size, item_seq, num_items):
+            scores = _score_batch(score_fn, batch, item_seq, max_seq_len, num_items)
+            if self.exclude_seen:
+                seen = seen_item_mask(item_seq, batch.history_start, batch.history_end, num_items)
+                seen[torch.arange(len(batch), device=seen.device), batch.target] = False
+                scores = scores.masked_fill(seen, float("-inf"))
+            metrics.update(scores, batch.target)
+        return EvaluationResult(metrics.compute(), metrics.ranks())
+
+
+class SampledCandidates:
+    """Sampled evaluation of the original SASRec paper: the target competes only with `num_negatives`
+    items drawn uniformly, without replacement, among the items that are neither in the user's history
+    nor the target; every other item gets -inf.
+
+    Sampled metrics are known to distort model comparisons (they can even reorder models), so this is
+    an explicitly named option, never the default; use FullCatalog to compare objectives.
+
+    - Draws depend only on (samples, item_seq, num_items, num_negatives, seed), never on the model or
+      batch_size, so every model is ranked against the same candidates. They are drawn once per
+      EvalSamples object and cached on this protocol.
+    - Ties count against the target (pessimistic): rank = 1 + #{candidates scoring >= the target}, so a
+      model with constant scores gets the worst rank rather than an id-dependent one.
+    - Unlike the original, which draws with replacement, the draws are distinct, so every sample has
+      exactly num_negatives + 1 candidates. "History" is the sample's history window (all the user's
+      earlier events). Coverage@k counts the items in the top-k lists of those candidate rankings.
+    """
+
+    def __init__(
+        self, num_negatives: int = 100, ks: Sequence[int] = (5, 10, 20), batch_size: int = 1024, seed: int = 0
+    ):
+        if num_negatives < 1:
+            raise ValueError(f"evaluation.num_negatives must be >= 1, got {num_negatives}")
+        self.ks = check_ks(ks)
+        if max(self.ks) > num_negatives + 1:
+            raise ValueError(
+                f"evaluation.ks={list(self.ks)} exceeds the num_negatives + 1 = {num_negatives + 1} "
+                "candidates of each sample; lower evaluation.ks or raise evaluation.num_negatives"
+            )
+        self.num_negatives = num_negatives
+        self.batch_size = _check_batch_size(batch_size)
+        self.seed = seed
+        # id(samples) -> (samples, item_seq, num_items, candidates); the strong references keep ids unique.
+        self._cache: dict[int, tuple[EvalSamples, torch.Tensor, int, torch.Tensor]] = {}
+
+    def draw_candidates(self, samples: EvalSamples, item_seq: torch.Tensor, num_items: int) -> torch.Tensor:
+        """[S, num_negatives] int64 on item_seq's device: each sample's negatives, distinct, not in its
+        history, not its target. Deterministic in the seed; raises if a user has too few unseen items."""
+        if self.num_negatives >= num_items:
+            raise ValueError(
+                f"evaluation.num_negatives={self.num_negatives} must be below the catalog size {num_items}"
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        chunks = []
+        # A fixed chunk size (not batch_size) keeps the draws independent of batching; it bounds the
+        # memory of the random keys to _DRAW_CHUNK x num_items float64.
+        for _, chunk in _sample_batches(samples, _DRAW_CHUNK, item_seq, num_items):
+            excluded = seen_item_mask(item_seq, chunk.history_start, chunk.history_end, num_items)
+            excluded[torch.arange(len(chunk), device=excluded.device), chunk.target] = True
+            # Uniform draw without replacement: the items with the smallest i.i.d. uniform keys.
+            keys = torch.rand(len(chunk), num_items, generator=generator, dtype=torch.float64)
+            keys = keys.to(item_seq.device).masked_fill(excluded, float("inf"))
+            chosen_keys, chosen = keys.topk(self.num_negatives, dim=1, largest=False)
+            if torch.isinf(chosen_keys).any():
+                shortest = int((~excluded).sum(1).min())
+                raise ValueError(
+                    f"evaluation.num_negatives={self.num_negatives} exceeds the {shortest} items that some "
+                    "user has not interacted with; lower evaluation.num_negatives"
+                )
+            chunks.append(chosen)
+        return torch.cat(chunks)
+
+    def candidates(self, samples: EvalSamples, item_seq: torch.Tensor, num_items: int) -> torch.Tensor:
+        """draw_candidates, computed once per (samples, item_seq, num_items) and cached."""
+        cached = self._cache.get(id(samples))
+        if cached is None or cached[1] is not item_seq or cached[2] != num_items:
+            cached = (samples, item_seq, num_items, self.draw_candidates(samples, item_seq, num_items))
+            self._cache[id(samples)] = cached
+        return cached[3]
+
+    @torch.inference_mode()
+    def evaluate(
+        self,
+        score_fn: ScoreFn,
+        samples: EvalSamples,
+        item_seq: torch.Tensor,
+        max_seq_len: int,
+        num_items: int,
+    ) -> EvaluationResult:
+        metrics = RankingMetrics(self.ks, num_items)
+        all_negatives = self.candidates(samples, item_seq, num_items)
+        for rows, batch in _sample_batches(samples, self.batch_size, item_seq, num_items):
+            scores = _score_batch(score_fn, batch, item_seq, max_seq_len, num_items)
+            negatives = all_negatives[rows]
+            target_scores = scores.gather(1, batch.target[:, None])
+            ranks = 1 + (scores.gather(1, negatives) >= target_scores).sum(1)
+            competing = torch.zeros_like(scores, dtype=torch.bool)
+            competing.scatter_(1, torch.cat([negatives, batch.target[:, None]], dim=1), True)
+            metrics.update(scores.masked_fill(~competing, float("-inf")), batch.target, ranks=ranks)
+        return EvaluationResult(metrics.compute(), metrics.ranks())
+
+
+def seen_item_mask(
+    item_seq: torch.Tensor, start: torch.Tensor, end: torch.Tensor, num_items: int
+) -> torch.Tensor:
+    """[B, I] bool: True where item i occurs in item_seq[start[b]:end[b]].
+
+    item_seq: [E] int64; start, end: [B] int64 on item_seq's device. Memory grows with the number of
+    history events, not with the longest history times B.
+    """
+    lengths = end - start
+    rows = torch.repeat_interleave(torch.arange(len(start), device=item_seq.device), lengths)
+    first_event_of_row = torch.cumsum(lengths, 0) - lengths
+    positions = start[rows] + torch.arange(len(rows), device=item_seq.device) - first_event_of_row[rows]
+    seen = torch.zeros(len(start), num_items, dtype=torch.bool, device=item_seq.device)
+    seen[rows, item_seq[positions]] = True
+    return seen
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if batch_size < 1:
+        raise ValueError(f"evaluation.batch_size must be >= 1, got {batch_size}")
+    return batch_size
+
+
+def _sample_batches(
+    samples: EvalSamples, batch_size: int, item_seq: torch.Tensor, num_items: int
+) -> Iterator[tuple[slice, EvalSamples]]:
+    """Consecutive slices of the samples, their tensors moved to item_seq's device."""
+    if len(samples) == 0:
+        raise DataError("cannot evaluate 0 samples: the split produced no evaluation samples for this set")
+    if int(samples.target.min()) < 0 or int(samples.target.max()) >= num_items:
+        raise DataError(f"evaluation targets must be item ids in 0..{num_items - 1}; check num_items")
+    for begin in range(0, len(samples), batch_size):
+        rows = slice(begin, begin + batch_size)
+        yield (
+            rows,
+            EvalSamples(
+                user=samples.user[rows].to(item_seq.device),
+                history_start=samples.history_start[rows].to(item_seq.device),
+                history_end=samples.history_end[rows].to(item_seq.device),
+                target=samples.target[rows].to(item_seq.device),
+            ),
+        )
+
+
+def _score_batch(
+    score_fn: ScoreFn, batch: EvalSamples, item_seq: torch.Tensor, max_seq_len: int, num_items: int
+) -> torch.Tensor:
+    """[B, I] float scores of the batch's model inputs (the last max_seq_len history items)."""
+    inputs, lengths = gather_windows(item_seq, batch.history_start, batch.history_end, max_seq_len)
+    scores = score_fn(inputs, lengths)
+    if scores.shape != (len(batch), num_items):
+        raise ValueError(f"score_fn must return [{len(batch)}, {num_items}] scores, got {list(scores.shape)}")
+    return scores

@@ -1,0 +1,32 @@
+"""Symmetric in-batch contrastive loss (CLIP-style): user -> item and item -> user cross-entropy."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from seqrec.losses import sampling
+from seqrec.losses.base import Objective, ObjectiveInput, require
+
+
+class InBatchSymmetric(Objective):
+    """Up to num_negatives + 1 positions S drawn without replacement; logits = Q_S E[pos_S]^T / T
+    ([S, S], diagonal = positives), off-diagonal entries with the same item as the diagonal masked;
+    loss = (row-wise CE + column-wise CE) / 2."""
+
+    def __init__(self, num_negatives: int = 255, temperature: float = 0.1):
+        super().__init__()
+        require(num_negatives >= 1, f"loss.num_negatives must be >= 1, got {num_negatives}")
+        require(temperature > 0, f"loss.temperature must be > 0, got {temperature}")
+        self.num_negatives = num_negatives
+        self.temperature = temperature
+
+    def forward(self, batch: ObjectiveInput) -> torch.Tensor:
+        chosen = sampling.pool_indices(len(batch.positives), self.num_negatives + 1, batch.queries.device)
+        items = batch.positives[chosen]  # [S]
+        logits = sampling.score_matrix(batch.queries[chosen], batch.item_embeddings[items]) / self.temperature
+        same_item = sampling.accidental_hits(items, items)
+        same_item.fill_diagonal_(False)
+        logits = logits.masked_fill(same_item, float("-inf"))
+        targets = torch.arange(len(items), device=logits.device)
+        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2

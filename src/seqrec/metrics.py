@@ -1,0 +1,124 @@
+"""Ranking metrics on score matrices, one positive target per sample.
+
+Tie rule everywhere: items are ordered by score descending, equal scores by the lower item id first
+(what a stable descending sort gives). -inf marks items that do not compete; they rank last.
+All functions run on the scores' device without host synchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1-based rank of each target: 1 + #{j: s_j > s_t} + #{j < t: s_j == s_t}.
+
+    scores: [S, I] float; targets: [S] int64. Returns [S] int64.
+    """
+    target_scores = scores.gather(1, targets[:, None])
+    item_ids = torch.arange(scores.shape[1], device=scores.device)
+    higher = (scores > target_scores).sum(1)
+    tied_lower_id = ((scores == target_scores) & (item_ids[None, :] < targets[:, None])).sum(1)
+    return 1 + higher + tied_lower_id
+
+
+def top_k_items(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The k best items of every row, best first, exactly under the tie rule.
+
+    scores: [S, I] float. Returns [S, k] int64, equal to torch.sort(scores, descending=True,
+    stable=True).indices[:, :k].
+    """
+    if not 1 <= k <= scores.shape[1]:
+        raise ValueError(f"k must be in 1..{scores.shape[1]} (the number of items), got {k}")
+    # torch.topk gets the k-th best score right but breaks ties arbitrarily. Rebuild the top-k set
+    # from that score: every item above it, then the lowest-id items tied with it until k are taken.
+    kth_score = scores.topk(k, dim=1).values[:, -1:]
+    above = scores > kth_score
+    tied = scores == kth_score
+    free_slots = k - above.sum(1, keepdim=True)
+    selected = above | (tied & (tied.cumsum(1) <= free_slots))
+    # Exactly k entries per row are selected, so the k largest of the 0/1 mask are those items.
+    items = selected.to(torch.uint8).topk(k, dim=1).indices.sort(dim=1).values
+    # Items are now in id order; a stable sort by score puts them best first, ties by lower id.
+    order = scores.gather(1, items).sort(dim=1, descending=True, stable=True).indices
+    return items.gather(1, order)
+
+
+def check_ks(ks: Sequence[int], num_items: int | None = None) -> tuple[int, ...]:
+    """Validated metric cut-offs as a tuple; ValueError naming `evaluation.ks` otherwise."""
+    ks = tuple(ks)
+    if not ks:
+        raise ValueError("evaluation.ks must list at least one cut-off, e.g. [5, 10, 20]")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"evaluation.ks must hold positive integers, got {list(ks)}")
+        if num_items is not None and k > num_items:
+            raise ValueError(f"evaluation.ks={list(ks)} has a cut-off above the catalog size {num_items}")
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"evaluation.ks must not repeat a cut-off, got {list(ks)}")
+    return ks
+
+
+class RankingMetrics:
+    """DCG@k, HitRate@k and Coverage@k accumulated over evaluation batches.
+
+    HitRate@k = mean [rank <= k]; DCG@k = mean 1/log2(rank + 1) if rank <= k else 0 (with one
+    positive this equals NDCG@k); Coverage@k = #distinct items in all samples' top-k lists / num_items.
+    """
+
+    def __init__(self, ks: Sequence[int], num_items: int):
+        if num_items < 1:
+            raise ValueError(f"num_items must be >= 1, got {num_items}")
+        self.ks = check_ks(ks, num_items)
+        self.num_items = num_items
+        self.max_k = max(self.ks)
+        self._ranks: list[torch.Tensor] = []
+        # Allocated on the first batch's device: [len(ks), I] bool items seen in a top-k list, NaN flag.
+        self._covered: torch.Tensor | None = None
+        self._saw_nan: torch.Tensor | None = None
+
+    def update(self, scores: torch.Tensor, targets: torch.Tensor, ranks: torch.Tensor | None = None) -> None:
+        """Add a batch: scores [B, I] float, targets [B] int64.
+
+        ranks: optional [B] int64 target ranks from a protocol with its own tie rule (sampled
+        evaluation); by default target_ranks(scores, targets). Top-k lists always come from scores.
+        """
+        if scores.ndim != 2 or scores.shape[1] != self.num_items:
+            raise ValueError(f"scores must be [batch, {self.num_items}], got {list(scores.shape)}")
+        if targets.shape != scores.shape[:1]:
+            raise ValueError(f"targets must be [{scores.shape[0]}], got {list(targets.shape)}")
+        if self._covered is None:
+            self._covered = torch.zeros(len(self.ks), self.num_items, dtype=torch.bool, device=scores.device)
+            self._saw_nan = torch.zeros((), dtype=torch.bool, device=scores.device)
+        # NaN would silently get rank 1; remember it on the device and fail in compute() (no sync here).
+        self._saw_nan |= scores.isnan().any()
+        top_items = top_k_items(scores, self.max_k)
+        for row, k in enumerate(self.ks):
+            self._covered[row, top_items[:, :k].reshape(-1)] = True
+        self._ranks.append(target_ranks(scores, targets) if ranks is None else ranks)
+
+    def ranks(self) -> torch.Tensor:
+        """[S] int64 on the CPU: every sample's target rank, in update order."""
+        if not self._ranks:
+            return torch.zeros(0, dtype=torch.int64)
+        return torch.cat(self._ranks).cpu()
+
+    def compute(self) -> dict[str, float]:
+        """{'dcg@k', 'hitrate@k', 'coverage@k'} for every k, as Python floats."""
+        if not self._ranks:
+            raise ValueError("RankingMetrics.compute() needs at least one sample; nothing was added")
+        if self._saw_nan:
+            raise ValueError(
+                "the model produced NaN scores; metrics would be meaningless (check for divergence)"
+            )
+        ranks = torch.cat(self._ranks).to(torch.float64)
+        gains = 1.0 / torch.log2(ranks + 1.0)
+        dcg = {f"dcg@{k}": float(torch.where(ranks <= k, gains, 0.0).mean()) for k in self.ks}
+        hitrate = {f"hitrate@{k}": float((ranks <= k).to(torch.float64).mean()) for k in self.ks}
+        covered = self._covered.sum(1).tolist()
+        coverage = {
+            f"coverage@{k}": count / self.num_items for k, count in zip(self.ks, covered, strict=True)
+        }
+        return dcg | hitrate | coverage

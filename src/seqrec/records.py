@@ -1,0 +1,138 @@
+"""Run records: the source of truth for comparisons. Written atomically, never claiming success early.
+
+A run directory holds run.json (status, config, stats, metrics, timings), history.jsonl (one line per
+validation) and test_ranks.parquet (the 1-based rank of every test target).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.jsonl"
+RANKS_FILE = "test_ranks.parquet"
+CHECKPOINT_FILE = "best.pt"
+
+
+class RunDirectoryInUse(RuntimeError):
+    """The output directory already holds a run record; results are never overwritten."""
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (Path, torch.device)):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def software_versions() -> dict:
+    import hydra
+    import wandb
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "polars": pl.__version__,
+        "numpy": np.__version__,
+        "hydra": hydra.__version__,
+        "wandb": wandb.__version__,
+        "cuda": torch.version.cuda,
+        "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+class RunRecorder:
+    """Owns one run directory. `start` claims it (status "running"); `finish` writes the final status."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.record: dict = {}
+        self.started = 0.0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_FILE
+
+    def start(self, **fields: Any) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        existing = self.run_dir / RUN_FILE
+        if existing.exists():
+            raise RunDirectoryInUse(
+                f"{self.run_dir} already holds a run record ({existing}); seqrec never overwrites results. "
+                "Pick a new output folder (hydra.run.dir=...) or move the old run away."
+            )
+        self.started = time.time()
+        self.record = {
+            "status": "running",
+            "error": None,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "finished_at": None,
+            "run_dir": str(self.run_dir.resolve()),
+            "versions": software_versions(),
+            "git_revision": git_revision(),
+            **fields,
+        }
+        (self.run_dir / HISTORY_FILE).touch()
+        self._write()
+
+    def update(self, **fields: Any) -> None:
+        self.record.update(fields)
+        self._write()
+
+    def log_validation(self, entry: dict) -> None:
+        with open(self.run_dir / HISTORY_FILE, "a") as history:
+            history.write(json.dumps(entry, default=_jsonable) + "\n")
+
+    def write_test_ranks(self, users: torch.Tensor, items: np.ndarray, ranks: torch.Tensor) -> None:
+        """users: [S] original user ids; items: [S] original target item ids; ranks: [S] 1-based."""
+        frame = pl.DataFrame(
+            {"user": users.cpu().numpy(), "item": np.asarray(items), "rank": ranks.cpu().numpy()},
+            schema={"user": pl.Int64, "item": pl.Int64, "rank": pl.Int64},
+        )
+        tmp = self.run_dir / f".{RANKS_FILE}.tmp"
+        frame.write_parquet(tmp)
+        os.replace(tmp, self.run_dir / RANKS_FILE)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.record.update(
+            status=status,
+            error=error,
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            wall_seconds=round(time.time() - self.started, 3),
+        )
+        self._write()
+
+    def _write(self) -> None:
+        write_json_atomic(self.run_dir / RUN_FILE, self.record)

@@ -1,0 +1,222 @@
+"""The training loop: batch, forward, objective, backward, step; validate every N steps; keep the best."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from seqrec.data.batches import TrainBatch, TrainBatches, TrainTensors
+from seqrec.losses.base import CatalogStats, Objective, ObjectiveInput
+from seqrec.model import SasRecBackbone
+from seqrec.records import RunRecorder
+
+LOG_EVERY_STEPS = 10
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    best_metrics: dict
+    best_step: int
+    steps: int
+    epochs: float
+    train_seconds: float
+    train_events: int
+    eval_seconds: float
+    stopped_early: bool
+
+
+def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA (matmuls in bf16, losses cast back to float32 by the objectives)."""
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def device_sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit(
+    model: SasRecBackbone,
+    objective: Objective,
+    train: TrainTensors,
+    catalog: CatalogStats,
+    validate: Callable[[], dict],
+    settings: DictConfig,
+    device: torch.device,
+    seed: int,
+    recorder: RunRecorder,
+    log_metrics: Callable[[dict, int], None],
+) -> FitResult:
+    """Train `model` with `objective`; `validate()` returns validation metrics of the current weights.
+    The best weights (by settings.select_metric) are saved to recorder.checkpoint_path."""
+    batches = TrainBatches(train, settings.batch_size, seed)
+    total_steps = settings.epochs * len(batches)
+    if settings.max_steps is not None:
+        total_steps = min(total_steps, settings.max_steps)
+    params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
+    optimizer = make_optimizer(params, settings.lr, settings.weight_decay, device)
+    # Compilation pays off only for long GPU runs; it is one switch.
+    encode = torch.compile(model) if settings.compile else model
+    autocast = autocast_for(device, settings.bf16)
+
+    best_value, best_metrics, best_step, stale, validated_step = -math.inf, {}, 0, 0, -1
+    step, train_events, eval_seconds, stopped_early = 0, 0, 0.0, False
+    loss_sum = torch.zeros((), device=device)
+    losses_in_sum = 0
+    last_metric = float("nan")
+    progress = tqdm(total=total_steps, disable=not settings.progress, desc="train", unit="step", leave=False)
+    started = time.perf_counter()
+
+    def mean_recent_loss() -> float:
+        nonlocal loss_sum, losses_in_sum
+        value = (loss_sum / max(losses_in_sum, 1)).item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"training loss became {value} by step {step}; lower trainer.lr, set trainer.grad_clip_norm, "
+                "or check the objective's hyperparameters (e.g. loss.temperature)"
+            )
+        loss_sum, losses_in_sum = torch.zeros((), device=device), 0
+        return value
+
+    def run_validation(epoch: float) -> None:
+        nonlocal best_value, best_metrics, best_step, stale, eval_seconds, last_metric, validated_step
+        validated_step = step
+        train_loss = mean_recent_loss() if losses_in_sum else float("nan")
+        # NaN weights would score every item equally and fake a perfect ranking.
+        if not all(torch.isfinite(p).all() for p in params):
+            raise NonFiniteLossError(
+                f"model weights became NaN or infinite by step {step}; "
+                "lower trainer.lr or set trainer.grad_clip_norm"
+            )
+        device_sync(device)
+        eval_started = time.perf_counter()
+        model.eval()
+        metrics = validate()
+        model.train()
+        eval_seconds += time.perf_counter() - eval_started
+        if settings.select_metric not in metrics:
+            raise ValueError(
+                f"trainer.select_metric={settings.select_metric!r} is not a validation metric; "
+                f"choose one of {sorted(metrics)}"
+            )
+        last_metric = metrics[settings.select_metric]
+        entry = {
+            "step": step,
+            "epoch": round(epoch, 4),
+            "train_loss": train_loss,
+            "elapsed_seconds": round(time.perf_counter() - started, 3),
+            "valid": metrics,
+        }
+        recorder.log_validation(entry)
+        log_metrics({f"valid/{k}": v for k, v in metrics.items()} | {"epoch": epoch}, step)
+        if last_metric > best_value:
+            best_value, best_metrics, best_step, stale = last_metric, metrics, step, 0
+            save_checkpoint(model, recorder.checkpoint_path)
+        else:
+            stale += 1
+
+    model.train()
+    epoch = 0
+    while step < total_steps and not stopped_early:
+        for batch in batches:
+            loss = training_step(
+                encode, model, objective, batch, catalog, optimizer, params, settings.grad_clip_norm, autocast
+            )
+            step += 1
+            train_events += len(batch.positions)
+            loss_sum += loss.detach()
+            losses_in_sum += 1
+            progress.update()
+            if step % LOG_EVERY_STEPS == 0:
+                recent = mean_recent_loss()
+                log_metrics({"train/loss": recent}, step)
+                progress.set_postfix(loss=f"{recent:.4f}", **{settings.select_metric: f"{last_metric:.4f}"})
+            if settings.eval_every_steps and step % settings.eval_every_steps == 0:
+                run_validation(step / len(batches))
+                if settings.patience is not None and stale >= settings.patience:
+                    stopped_early = True
+            if step >= total_steps or stopped_early:
+                break
+        epoch += 1
+        if settings.eval_every_epochs and epoch % settings.eval_every_epochs == 0 and not stopped_early:
+            if not (settings.eval_every_steps and step % settings.eval_every_steps == 0):
+                run_validation(float(epoch))
+                if settings.patience is not None and stale >= settings.patience:
+                    stopped_early = True
+    if validated_step != step:
+        run_validation(step / len(batches))  # the final weights are a candidate too
+    device_sync(device)
+    progress.close()
+    train_seconds = time.perf_counter() - started - eval_seconds
+    return FitResult(
+        best_metrics=best_metrics,
+        best_step=best_step,
+        steps=step,
+        epochs=step / len(batches),
+        train_seconds=train_seconds,
+        train_events=train_events,
+        eval_seconds=eval_seconds,
+        stopped_early=stopped_early,
+    )
+
+
+def training_step(
+    encode: Callable,
+    model: SasRecBackbone,
+    objective: Objective,
+    batch: TrainBatch,
+    catalog: CatalogStats,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    grad_clip_norm: float | None,
+    autocast: contextlib.AbstractContextManager,
+) -> torch.Tensor:
+    """One optimizer step on one batch; returns the (undetached) loss without waiting for the device."""
+    with autocast:
+        hidden = encode(batch.inputs, batch.lengths)
+    seq_len = batch.inputs.shape[1]
+    loss = objective(
+        ObjectiveInput(
+            queries=hidden.flatten(0, 1)[batch.positions],
+            positives=batch.targets.flatten()[batch.positions],
+            rows=batch.positions // seq_len,
+            sequences=batch.inputs,
+            lengths=batch.lengths,
+            item_embeddings=model.item_embeddings,
+            catalog=catalog,
+        )
+    )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip_norm)
+    optimizer.step()
+    return loss
+
+
+def make_optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: float, device: torch.device):
+    # The fused kernel updates all parameters in one launch on CUDA.
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+
+
+def save_checkpoint(model: torch.nn.Module, path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(model: torch.nn.Module, path) -> None:
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -1,0 +1,121 @@
+"""The comparison notebook runs headless on fabricated run records and its paired .ipynb is in sync."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+METRICS = ("dcg@5", "dcg@10", "dcg@20", "hitrate@5", "hitrate@10", "hitrate@20")
+COVERAGE = ("coverage@5", "coverage@10", "coverage@20")
+
+
+def write_run(run_dir: Path, objective: str, seed: int, quality: float, ranks: np.ndarray) -> None:
+    run_dir.mkdir(parents=True)
+    test = {metric: quality for metric in METRICS} | {metric: 0.5 for metric in COVERAGE}
+    record = {"status": "completed", "seed": seed, "choices": {"loss": objective}, "metrics": {"test": test}}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    history = [{"step": step, "valid": {"dcg@20": quality * step / 128}} for step in (64, 128)]
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in history))
+    pl.DataFrame(
+        {"user": np.arange(ranks.size), "item": np.arange(ranks.size) + 100, "rank": ranks},
+        schema={"user": pl.Int64, "item": pl.Int64, "rank": pl.Int64},
+    ).write_parquet(run_dir / "test_ranks.parquet")
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """bce (quality 0.10, 0.12, 0.14) and softmax (0.30, 0.32, 0.34), softmax ranks 4x better."""
+    root = tmp_path / "multirun" / "2025-01-01" / "12-00-00"
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        ranks = rng.integers(2, 100, size=200)
+        write_run(root / f"loss=bce,seed={seed}", "bce", seed, 0.10 + 0.02 * seed, ranks)
+        write_run(root / f"loss=softmax,seed={seed}", "softmax", seed, 0.30 + 0.02 * seed, ranks // 4 + 1)
+    (root / "loss=logq,seed=0").mkdir()
+    (root / "loss=logq,seed=0" / "run.json").write_text('{"status": "failed", "error": "boom"}')
+    return root
+
+
+@pytest.fixture
+def isolated_jupyter(tmp_path: Path, monkeypatch) -> Path:
+    """A python3 kernelspec for this interpreter (the venv) in tmp_path; nothing in the user's home."""
+    jupyter = tmp_path / "jupyter"
+    spec_dir = jupyter / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (seqrec tests)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(jupyter))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter_config"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter_runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return spec_dir
+
+
+def outputs_text(notebook) -> str:
+    """Markdown and plain-text outputs of every code cell, joined."""
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts.append(output.get("data", {}).get("text/markdown", ""))
+    return "\n".join(parts)
+
+
+def test_notebook_executes_on_fabricated_sweep(sweep: Path, isolated_jupyter: Path, monkeypatch):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert Path(KernelSpecManager().get_kernel_spec("python3").resource_dir) == isolated_jupyter
+    monkeypatch.setenv("SEQREC_SWEEP_DIR", str(sweep))
+    notebook = jupytext.read(NOTEBOOKS / "compare.py", fmt="py:percent")
+
+    client = nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute()
+
+    text = outputs_text(notebook)
+    assert f"Source: {sweep}" in text
+    assert "6 completed runs; skipped 1" in text and "status 'failed': boom" in text
+    # bce dcg@10 mean 0.12, softmax 0.32 (bold, best); CI = t(0.975, 2) * 0.02 / sqrt(3) = 0.0497
+    assert "| bce | 3 | <u>0.1200 ± 0.0497</u> |" in text
+    assert "| softmax | 3 | **0.3200 ± 0.0497** |" in text
+    assert "**dcg@10, baseline bce**" in text and "| softmax | 0." in text
+    assert "Paired significance disabled" not in text
+    errors = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if output.output_type == "error"
+    ]
+    assert errors == []
+
+
+def test_paired_ipynb_matches_the_percent_source_and_has_no_outputs():
+    source = jupytext.read(NOTEBOOKS / "compare.py", fmt="py:percent")
+    paired = jupytext.read(NOTEBOOKS / "compare.ipynb")
+
+    assert paired.metadata["jupytext"]["formats"] == "ipynb,py:percent"
+    assert [(cell.cell_type, cell.source) for cell in paired.cells] == [
+        (cell.cell_type, cell.source) for cell in source.cells
+    ], "notebooks/compare.ipynb is stale: run `jupytext --sync notebooks/compare.py`"
+    assert all(
+        not cell.get("outputs") and cell.get("execution_count") is None
+        for cell in paired.cells
+        if cell.cell_type == "code"
+    )
