@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -22,9 +23,16 @@ from hydra.utils import instantiate
 from seqrec.app import prepare_data
 from seqrec.config import resolve_device
 from seqrec.data.batches import TrainBatches, TrainTensors, pack_train_sequences, train_item_counts
+from seqrec.data.types import EvalSamples
 from seqrec.losses.base import CatalogStats
 from seqrec.stats import compose_config
-from seqrec.train import autocast_for, device_sync, make_optimizer, training_step
+from seqrec.train import (
+    autocast_for,
+    device_sync,
+    keep_freed_memory_in_process,
+    make_optimizer,
+    training_step,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = {
@@ -86,25 +94,32 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def pipeline_case(name: str, loss: str, device: torch.device, steps: int, compile_model: bool) -> dict:
+def pipeline_case(
+    name: str, loss: str, device: torch.device, steps: int, compile_model: bool, eval_samples: int | None
+) -> dict:
     cfg = compose_config([*DATASETS[name], f"loss={loss}", "cache_dir=null"])
     _, split, _ = prepare_data(cfg)
     train = pack_train_sequences(split, cfg.model.max_seq_len).to(device)
     catalog = CatalogStats(split.num_items, train_item_counts(train, split.num_items))
     evaluation = instantiate(cfg.evaluation)
     item_seq = split.item_seq.to(device)
+    valid = split.valid
+    if eval_samples is not None and eval_samples < len(valid):
+        valid = EvalSamples(
+            *(t[:eval_samples] for t in (valid.user, valid.history_start, valid.history_end, valid.target))
+        )
 
     def evaluate_fn(model, autocast):
         def scores(inputs, lengths):
             with autocast:
                 return model.score(model.last_hidden(inputs, lengths)).float()
 
-        evaluation.evaluate(scores, split.valid, item_seq, cfg.model.max_seq_len, split.num_items)  # warm-up
+        evaluation.evaluate(scores, valid, item_seq, cfg.model.max_seq_len, split.num_items)  # warm-up
         device_sync(device)
         started = time.perf_counter()
-        evaluation.evaluate(scores, split.valid, item_seq, cfg.model.max_seq_len, split.num_items)
+        evaluation.evaluate(scores, valid, item_seq, cfg.model.max_seq_len, split.num_items)
         device_sync(device)
-        return len(split.valid), time.perf_counter() - started
+        return len(valid), time.perf_counter() - started
 
     return measure(device, cfg, train, catalog, evaluate_fn, steps, compile_model)
 
@@ -136,6 +151,19 @@ def hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def cases(dataset: str, args, device: torch.device):
+    """(objective, measure function) pairs for one dataset and device."""
+    if dataset == "catalog-1m":
+        # On a CPU the 1M-item softmax uses a small batch of short sequences so that it finishes.
+        batch_size, seq_len = (256, 200) if device.type == "cuda" else (8, 20)
+        return [("softmax", lambda: large_catalog_case(device, args.steps, batch_size, seq_len))]
+    eval_samples = args.eval_samples if device.type == "cpu" else None
+    return [
+        (loss, lambda loss=loss: pipeline_case(dataset, loss, device, args.steps, args.compile, eval_samples))
+        for loss in args.losses.split(",")
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,6 +172,7 @@ def main() -> None:
     parser.add_argument("--losses", default="bce,softmax,inbatch,logq")
     parser.add_argument("--datasets", default="ml-100k,synthetic-1m,catalog-1m")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per case")
+    parser.add_argument("--eval-samples", type=int, default=5000, help="validation samples timed on a CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     parser.add_argument("--output", type=Path, help="also write the table as markdown to this file")
     args = parser.parse_args()
@@ -155,36 +184,27 @@ def main() -> None:
     print(header, flush=True)
     for device_name in args.devices.split(","):
         device = resolve_device(device_name)
+        if device.type == "cpu":
+            keep_freed_memory_in_process()
         for dataset in args.datasets.split(","):
-            if dataset == "catalog-1m":
-                # On a CPU the 1M-item softmax is shrunk to a short sequence so it finishes.
-                cases = [
-                    (
-                        "softmax",
-                        lambda: large_catalog_case(
-                            device, args.steps, *((256, 200) if device.type == "cuda" else (8, 20))
-                        ),
-                    )
+            for loss, measure_case in cases(dataset, args, device):
+                r = measure_case()
+                cells = [
+                    hardware(device),
+                    dataset,
+                    loss,
+                    f"{r['train_events_per_s']:,.0f}",
+                    f"{r['step_ms']:.1f}",
+                    f"{r['epoch_s']:.2f}",
+                    f"{r['eval_samples_per_s']:,.0f}",
+                    f"{r['peak_memory_gib']:.2f}",
                 ]
-            else:
-                cases = [
-                    (loss, lambda loss=loss: pipeline_case(dataset, loss, device, args.steps, args.compile))
-                    for loss in args.losses.split(",")
-                ]
-            for loss, case in cases:
-                r = case()
-                line = (
-                    f"| {hardware(device)} | {dataset} | {loss} | {r['train_events_per_s']:,.0f} | {r['step_ms']:.1f} "
-                    f"| {r['epoch_s']:.2f} | {r['eval_samples_per_s']:,.0f} | {r['peak_memory_gib']:.2f} |"
-                )
-                lines.append(line)
-                print(line, flush=True)
+                lines.append("| " + " | ".join(cells) + " |")
+                print(lines[-1], flush=True)
     if args.output:
+        command = " ".join(["python benchmarks/bench.py", *sys.argv[1:]])
         args.output.write_text(
-            f"# seqrec benchmark\n\nCommand: `python benchmarks/bench.py --devices {args.devices} "
-            f"--datasets {args.datasets} --steps {args.steps}`\n\ntorch {torch.__version__}\n\n"
-            + "\n".join(lines)
-            + "\n"
+            f"Command: `{command}`; torch {torch.__version__}.\n\n" + "\n".join(lines) + "\n"
         )
 
 

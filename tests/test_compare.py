@@ -583,3 +583,23 @@ def test_unreadable_ranks_file_is_a_data_error(tmp_path: Path):
     (tmp_path / "run" / "test_ranks.parquet").write_text("not parquet")
     with pytest.raises(DataError, match="not a readable ranks file"):
         compare.load_runs(tmp_path)[0].ranks()
+
+
+def test_hyperparameter_variants_of_one_objective_are_separate_rows(tmp_path):
+    import json
+
+    from seqrec.compare import load_runs, results_table
+
+    for temperature in ("0.5", "1.0"):
+        run_dir = tmp_path / f"t{temperature}"
+        run_dir.mkdir()
+        record = {
+            "status": "completed",
+            "seed": 0,
+            "choices": {"loss": "softmax"},
+            "overrides": ["loss=softmax", f"loss.temperature={temperature}"],
+            "metrics": {"test": {"dcg@10": float(temperature)}},
+        }
+        (run_dir / "run.json").write_text(json.dumps(record))
+    table = results_table(load_runs(tmp_path), metrics=("dcg@10",))
+    assert sorted(table["objective"]) == ["softmax(temperature=0.5)", "softmax(temperature=1.0)"]

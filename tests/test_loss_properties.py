@@ -76,6 +76,27 @@ def test_logq_with_uniform_prior_is_inbatch_with_a_constant_shift(make_input, sp
     assert logq.item() > plain.item()
 
 
+@pytest.mark.parametrize("remove_accidental_hits", [False, True])
+def test_logq_correcting_the_positive_with_uniform_prior_equals_inbatch(make_input, remove_accidental_hits):
+    """Yi et al.'s variant corrects every logit by the same log I under a uniform prior: softmax
+    is shift-invariant, so the loss is exactly plain in-batch softmax."""
+    batch = make_input(num_items=10, item_counts=torch.full((10,), 3.0, dtype=torch.float64))
+    torch.manual_seed(0)
+    logq = LogQ(num_negatives=5, remove_accidental_hits=remove_accidental_hits, correct_positive=True)(batch)
+    torch.manual_seed(0)
+    plain = InBatch(num_negatives=5, remove_accidental_hits=remove_accidental_hits)(batch)
+    assert logq.item() == pytest.approx(plain.item(), rel=1e-9)
+
+
+def test_logq_correcting_the_positive_differs_under_a_skewed_prior(make_input):
+    batch = make_input(num_items=10, item_counts=torch.arange(1.0, 11.0, dtype=torch.float64))
+    torch.manual_seed(0)
+    corrected = LogQ(num_negatives=5, correct_positive=True)(batch)
+    torch.manual_seed(0)
+    protocol = LogQ(num_negatives=5)(batch)
+    assert abs(corrected.item() - protocol.item()) > 1e-3
+
+
 def test_inbatch_over_a_pool_of_every_item_once_is_full_softmax(make_input):
     """Positives = every item exactly once and all of them drawn: the negatives are the whole
     catalog; removing the accidental hit (the positive itself) leaves exactly the full softmax."""

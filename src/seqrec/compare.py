@@ -159,6 +159,10 @@ def _run_from_json(run_json: Path) -> RunRecord | SkippedRun:
         objective, seed, metrics = record["choices"]["loss"], int(record["seed"]), record["metrics"]
     except (KeyError, TypeError, ValueError) as error:
         return SkippedRun(location, f"{RUN_FILE} lacks choices.loss, seed or metrics ({error!r})")
+    # A sweep over an objective's hyperparameter compares variants: name them by their overrides.
+    variant = sorted(o.removeprefix("loss.") for o in record.get("overrides", []) if o.startswith("loss."))
+    if variant:
+        objective = f"{objective}({','.join(variant)})"
     run_dir = run_json.parent
     ranks_path = run_dir / RANKS_FILE
     return RunRecord(
@@ -772,7 +776,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report(scan: RunScan, args: argparse.Namespace) -> str:
+def report_text(scan: RunScan, args: argparse.Namespace) -> str:
     heading = TABLE_STYLES[args.style].heading
     table = results_table(scan.runs, split=args.split, objectives=args.objectives)
     parts = [
@@ -806,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             source = args.wandb or args.sweep_dir
             print(f"error: no completed run found in {source}.\n{scan.note()}", file=sys.stderr)
             return 1
-        report = _report(scan, args)
+        report = report_text(scan, args)
     except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -33,12 +33,16 @@ class InBatch(Objective):
         """Added to each negative's logit after the temperature: [K] or a scalar; 0 for plain in-batch."""
         return 0.0
 
+    def positive_correction(self, batch: ObjectiveInput) -> torch.Tensor | float:
+        """Added to each positive's logit after the temperature: [N] or a scalar; 0 for plain in-batch."""
+        return 0.0
+
     def forward(self, batch: ObjectiveInput) -> torch.Tensor:
         pool = batch.positives
         negatives = pool[sampling.pool_indices(len(pool), self.num_negatives, pool.device)]  # [K]
         positive_logits = sampling.pair_scores(batch.queries, batch.item_embeddings[batch.positives])
         negative_logits = sampling.score_matrix(batch.queries, batch.item_embeddings[negatives])  # [N, K]
-        positive_logits = positive_logits / self.temperature
+        positive_logits = positive_logits / self.temperature + self.positive_correction(batch)
         negative_logits = negative_logits / self.temperature + self.negative_correction(negatives, batch)
         if self.remove_accidental_hits:
             hits = sampling.accidental_hits(batch.positives, negatives)
