@@ -4,6 +4,7 @@ dense ids, stable order), the k-core fixed point, errors, the real ml-100k count
 from __future__ import annotations
 
 import csv
+import os
 import random
 import time
 from collections import Counter
@@ -17,7 +18,10 @@ from seqrec.data.preprocess import iterative_kcore, load_log, preprocess
 from seqrec.data.sources import GroupLens
 from seqrec.data.types import RAW_SCHEMA, DataError
 
-ML_100K = Path("/work/shared/data/ml-100k/u.data")
+# The shared GroupLens file lies beside the checkout (../shared); SEQREC_ML100K points elsewhere.
+ML_100K = Path(
+    os.environ.get("SEQREC_ML100K", Path(__file__).resolve().parents[2] / "shared/data/ml-100k/u.data")
+)
 
 
 def raw_frame(rows: list[tuple]) -> pl.DataFrame:
@@ -223,7 +227,7 @@ def ml100k_by_hand(path: Path, core: int) -> tuple[int, int, int]:
     return len({user for user, _ in pairs}), len({item for _, item in pairs}), len(pairs)
 
 
-@pytest.mark.skipif(not ML_100K.is_file(), reason="needs /work/shared/data/ml-100k/u.data")
+@pytest.mark.skipif(not ML_100K.is_file(), reason="needs ../shared/data/ml-100k/u.data beside the checkout")
 def test_ml100k_five_core_matches_independent_computation():
     log = preprocess(GroupLens("ml-100k", path=str(ML_100K)).load(), user_core=5, item_core=5)
     users, items, interactions = ml100k_by_hand(ML_100K, core=5)
