@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,notebook,launchers
 DEMO_DIR ?= multirun/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: env demo test test-all lint bench clean
+.PHONY: env demo test lint bench clean
 
 env: $(VENV)/.installed
 
@@ -22,10 +22,7 @@ demo: env  ## the quick experiment on the embedded data, then its comparison tab
 	$(PY) run.py -m experiment=quick hydra.sweep.dir=$(DEMO_DIR)
 	$(PY) -m seqrec.compare $(DEMO_DIR)
 
-test: env  ## the fast test suite (what CI runs)
-	$(PY) -m pytest
-
-test-all: env  ## including the slow end-to-end tests
+test: env  ## the whole suite, slow end-to-end tests included (what CI runs); `pytest` alone skips the slow ones
 	$(PY) -m pytest -m ""
 
 lint: env
