@@ -29,8 +29,8 @@ from seqrec.stats import compose_config
 from seqrec.train import (
     autocast_for,
     device_sync,
-    keep_freed_memory_in_process,
     make_optimizer,
+    prepare_device,
     training_step,
 )
 
@@ -184,8 +184,7 @@ def main() -> None:
     print(header, flush=True)
     for device_name in args.devices.split(","):
         device = resolve_device(device_name)
-        if device.type == "cpu":
-            keep_freed_memory_in_process()
+        prepare_device(device)
         for dataset in args.datasets.split(","):
             for loss, measure_case in cases(dataset, args, device):
                 r = measure_case()

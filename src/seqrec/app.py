@@ -21,7 +21,7 @@ from seqrec.data.splits import dataset_statistics
 from seqrec.data.types import InteractionLog, SplitData
 from seqrec.losses.base import CatalogStats
 from seqrec.records import RunRecorder
-from seqrec.train import autocast_for, fit, keep_freed_memory_in_process, load_checkpoint
+from seqrec.train import autocast_for, fit, load_checkpoint, prepare_device
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -107,8 +107,7 @@ def _train_and_test(cfg, source, split_rule, objective, evaluation, recorder: Ru
     log, split, stats = prepare_data(cfg, source, split_rule)
     recorder.update(dataset_stats=stats)
     device = resolve_device(cfg.trainer.device)
-    if device.type == "cpu":
-        keep_freed_memory_in_process()
+    prepare_device(device)
     max_seq_len = cfg.model.max_seq_len
 
     train = pack_train_sequences(split, max_seq_len).to(device)

@@ -57,6 +57,15 @@ def keep_freed_memory_in_process() -> bool:
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**30))
 
 
+def prepare_device(device: torch.device) -> None:
+    """Process-wide speed settings for the device a run trains on."""
+    if device.type == "cpu":
+        keep_freed_memory_in_process()
+    else:
+        # Objectives compute logits in float32 outside autocast; TF32 runs those matmuls on tensor cores.
+        torch.set_float32_matmul_precision("high")
+
+
 def device_sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
