@@ -322,3 +322,36 @@ def test_wandb_logger_offline_writes_locally_without_network(tmp_path, monkeypat
     record = run_in_process([*SMOKE, "loss=bce", "logger=wandb"], tmp_path)
     assert record["status"] == "completed" and record["wandb"]["mode"] == "offline"
     assert list((tmp_path / "wandb").glob("offline-run-*")), "offline run files are written in the run folder"
+
+
+def test_patience_stops_early_and_the_best_weights_are_tested(tmp_path):
+    overrides = [
+        *SMOKE,
+        "loss=softmax",
+        "trainer.epochs=20",
+        "trainer.max_steps=200",
+        "trainer.eval_every_steps=1",
+        "trainer.patience=2",
+    ]
+    record = run_in_process(overrides, tmp_path)
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert record["stopped_early"] and record["steps"] < 200 and len(history) == record["steps"]
+    best = max(history, key=lambda h: h["valid"]["dcg@20"])
+    assert record["best_step"] == best["step"] and record["metrics"]["best_valid"] == best["valid"]
+    assert [h["step"] for h in history][-3:] == [best["step"], best["step"] + 1, best["step"] + 2]
+
+
+def test_validation_once_per_epoch(tmp_path):
+    overrides = [
+        *SMOKE,
+        "loss=bce",
+        "trainer.max_steps=null",
+        "trainer.epochs=2",
+        "trainer.eval_every_steps=null",
+        "trainer.eval_every_epochs=1",
+    ]
+    record = run_in_process(overrides, tmp_path)
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    steps_per_epoch = record["steps"] // 2
+    assert [h["step"] for h in history] == [steps_per_epoch, 2 * steps_per_epoch]
+    assert [h["epoch"] for h in history] == [1.0, 2.0]
