@@ -11,7 +11,6 @@ cost matters there). The protocol's model and batch are used throughout (d=64, 2
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import sys
 import time
@@ -25,6 +24,7 @@ from seqrec.config import resolve_device
 from seqrec.data.batches import TrainBatches, TrainTensors, pack_train_sequences, train_item_counts
 from seqrec.data.types import EvalSamples
 from seqrec.losses.base import CatalogStats
+from seqrec.records import cpu_name
 from seqrec.stats import compose_config
 from seqrec.train import (
     autocast_for,
@@ -148,7 +148,7 @@ def large_catalog_case(device: torch.device, steps: int, batch_size: int, seq_le
 def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def cases(dataset: str, args, device: torch.device):

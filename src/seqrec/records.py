@@ -42,6 +42,17 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def software_versions() -> dict:
     import hydra
     import wandb
@@ -54,7 +65,7 @@ def software_versions() -> dict:
         "hydra": hydra.__version__,
         "wandb": wandb.__version__,
         "cuda": torch.version.cuda,
-        "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor(),
+        "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name(),
         "cpu_count": os.cpu_count(),
     }
 
