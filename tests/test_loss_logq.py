@@ -76,3 +76,28 @@ def test_gradients_reach_queries_and_items(make_input):
 def test_bad_hyperparameters_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
         LogQ(**kwargs)
+
+
+def test_zero_first_item_prior_reproduces_the_seminar_statistics(make_input, spy):
+    """Q(0) = 0 after counting while the total keeps item 0's count: its correction is -log(1e-9)."""
+    counts = torch.tensor([50.0, 3.0, 1.0, 30.0, 2.0, 7.0, 4.0, 1.0], dtype=torch.float64)
+    batch = make_input(
+        num_items=8, item_counts=counts, positives=torch.tensor([0, 1, 2, 3, 0, 5, 6, 0, 3, 4, 0, 2])
+    )
+    draws = spy(sampling, "pool_indices")
+    loss = LogQ(num_negatives=8, zero_first_item_prior=True)(batch)
+    negatives = batch.positives[draws[0]]
+    assert 0 in negatives.tolist()
+    q, e = batch.queries.detach(), batch.item_embeddings.detach()
+    total = 0.0
+    for n in range(len(q)):
+        positive_logit = float(q[n] @ e[int(batch.positives[n])])
+        denominator = math.exp(positive_logit)
+        for item in negatives.tolist():
+            share = 0.0 if item == 0 else counts[item].item() / counts.sum().item()
+            denominator += math.exp(float(q[n] @ e[item]) - math.log(share + 1e-9))
+        total += math.log(denominator) - positive_logit
+    assert loss.item() == pytest.approx(total / len(q), rel=1e-10)
+    torch.manual_seed(0)
+    plain = LogQ(num_negatives=8)(batch)
+    assert loss.item() > plain.item() + 5  # item 0 as a negative now dominates the denominator

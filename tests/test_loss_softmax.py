@@ -89,3 +89,51 @@ def test_large_catalog_never_materialises_all_logits(spy):
 def test_bad_hyperparameters_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
         Softmax(**kwargs)
+
+
+@pytest.mark.parametrize("max_logits", [2**26, 5])
+def test_detach_item_table_stops_the_output_side_gradient(make_input, max_logits):
+    """The seminar's quirk: the same loss value, the same query gradient, no item-table gradient."""
+    kept = make_input(seed=4)
+    detached = make_input(seed=4)
+    loss_kept = Softmax(max_logits=max_logits)(kept)
+    loss_detached = Softmax(max_logits=max_logits, detach_item_table=True)(detached)
+    assert loss_detached.item() == pytest.approx(reference_softmax(detached), rel=1e-10)
+    loss_kept.backward()
+    loss_detached.backward()
+    assert kept.item_embeddings.grad.abs().sum() > 0
+    assert detached.item_embeddings.grad is None
+    torch.testing.assert_close(detached.queries.grad, kept.queries.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_detached_table_still_learns_through_the_input_embeddings():
+    """With the backbone in the graph, the table's gradient is exactly the input side's contribution."""
+    from seqrec.model import SasRecBackbone
+
+    torch.manual_seed(0)
+    model = SasRecBackbone(num_items=9, embedding_dim=8, num_heads=2, num_layers=1, ffn_dim=16, dropout=0.0)
+    inputs, lengths = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]]), torch.tensor([3, 4])
+    positives = torch.tensor([2, 3, 4, 5, 6, 7, 8])
+    real = torch.arange(4)[None, :] < lengths[:, None]
+
+    def table_gradient(detach: bool, through_inputs: bool) -> torch.Tensor:
+        model.zero_grad()
+        hidden = model(inputs, lengths)[real]
+        table = model.item_embeddings if through_inputs else model.item_embeddings.detach()
+        batch = ObjectiveInput(
+            queries=hidden if through_inputs else hidden.detach(),
+            positives=positives,
+            rows=real.nonzero()[:, 0],
+            sequences=inputs,
+            lengths=lengths,
+            item_embeddings=table if through_inputs else table.requires_grad_(),
+            catalog=CatalogStats(9, torch.ones(9)),
+        )
+        Softmax(detach_item_table=detach)(batch).backward()
+        return (model.item_embeddings.grad if through_inputs else batch.item_embeddings.grad).clone()
+
+    full = table_gradient(detach=False, through_inputs=True)
+    output_side = table_gradient(detach=False, through_inputs=False)
+    input_side_only = table_gradient(detach=True, through_inputs=True)
+    assert input_side_only.abs().sum() > 0 and output_side.abs().sum() > 0
+    torch.testing.assert_close(input_side_only, full - output_side, rtol=1e-5, atol=1e-7)

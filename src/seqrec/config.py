@@ -36,6 +36,7 @@ class TrainerConfig:
     select_metric: str = "dcg@20"
     patience: int | None = None
     max_steps: int | None = None
+    validate_at_end: bool = True
     device: str = "auto"
     bf16: bool = True
     compile: bool = False

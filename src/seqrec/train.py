@@ -39,6 +39,24 @@ class FitResult:
     stopped_early: bool
 
 
+class RunningMean:
+    """Mean of the losses added since the last `pop`, accumulated on the device (no host sync per step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.total = torch.zeros((), device=device)
+        self.count = 0
+
+    def add(self, value: torch.Tensor) -> None:
+        self.total += value
+        self.count += 1
+
+    def pop(self) -> float:
+        value = (self.total / max(self.count, 1)).item()
+        self.total, self.count = torch.zeros((), device=self.device), 0
+        return value
+
+
 def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on CUDA (matmuls in bf16, losses cast back to float32 by the objectives)."""
     if device.type == "cuda" and bf16:
@@ -97,27 +115,26 @@ def fit(
 
     best_value, best_metrics, best_step, stale, validated_step = -math.inf, {}, 0, 0, -1
     step, train_events, eval_seconds, stopped_early = 0, 0, 0.0, False
-    loss_sum = torch.zeros((), device=device)
-    losses_in_sum = 0
+    # Two running sums: one for the progress log every LOG_EVERY_STEPS, one for each validation entry.
+    log_loss = RunningMean(device)
+    valid_loss = RunningMean(device)
     last_metric = float("nan")
     progress = tqdm(total=total_steps, disable=not settings.progress, desc="train", unit="step", leave=False)
     started = time.perf_counter()
 
-    def mean_recent_loss() -> float:
-        nonlocal loss_sum, losses_in_sum
-        value = (loss_sum / max(losses_in_sum, 1)).item()
+    def mean_recent_loss(running: RunningMean) -> float:
+        value = running.pop()
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"training loss became {value} by step {step}; lower trainer.lr, set trainer.grad_clip_norm, "
                 "or check the objective's hyperparameters (e.g. loss.temperature)"
             )
-        loss_sum, losses_in_sum = torch.zeros((), device=device), 0
         return value
 
     def run_validation(epoch: float) -> None:
         nonlocal best_value, best_metrics, best_step, stale, eval_seconds, last_metric, validated_step
         validated_step = step
-        train_loss = mean_recent_loss() if losses_in_sum else float("nan")
+        train_loss = mean_recent_loss(valid_loss) if valid_loss.count else float("nan")
         # NaN weights would score every item equally and fake a perfect ranking.
         if not all(torch.isfinite(p).all() for p in params):
             raise NonFiniteLossError(
@@ -160,11 +177,11 @@ def fit(
             )
             step += 1
             train_events += len(batch.positions)
-            loss_sum += loss.detach()
-            losses_in_sum += 1
+            log_loss.add(loss.detach())
+            valid_loss.add(loss.detach())
             progress.update()
             if step % LOG_EVERY_STEPS == 0:
-                recent = mean_recent_loss()
+                recent = mean_recent_loss(log_loss)
                 log_metrics({"train/loss": recent}, step)
                 progress.set_postfix(loss=f"{recent:.4f}", **{settings.select_metric: f"{last_metric:.4f}"})
             if settings.eval_every_steps and step % settings.eval_every_steps == 0:
@@ -179,8 +196,10 @@ def fit(
                 run_validation(float(epoch))
                 if settings.patience is not None and stale >= settings.patience:
                     stopped_early = True
-    if validated_step != step:
-        run_validation(step / len(batches))  # the final weights are a candidate too
+    # The final weights are a candidate too, unless the protocol validates only on its cadence; a run
+    # that never validated validates once, so that best weights exist.
+    if validated_step != step and (settings.validate_at_end or validated_step < 0):
+        run_validation(step / len(batches))
     device_sync(device)
     progress.close()
     train_seconds = time.perf_counter() - started - eval_seconds

@@ -15,18 +15,28 @@ class Softmax(Objective):
     Never materialises more than `max_logits` logits: small problems use dense logits, large ones
     an exact chunked logsumexp that recomputes each chunk's logits in the backward pass (at least
     one row of I logits per chunk).
+
+    `detach_item_table` scores against a detached copy of the item table, so the loss sends no
+    gradient into the table through the output side (the seminar's quirk: it scores against
+    `weight.data`); the table then learns only through the backbone's input embeddings.
     """
 
-    def __init__(self, temperature: float = 1.0, max_logits: int = 2**26):
+    def __init__(self, temperature: float = 1.0, max_logits: int = 2**26, detach_item_table: bool = False):
         super().__init__()
         require(temperature > 0, f"loss.temperature must be > 0, got {temperature}")
         require(max_logits >= 1, f"loss.max_logits must be >= 1, got {max_logits}")
+        require(
+            isinstance(detach_item_table, bool),
+            f"loss.detach_item_table must be true or false, got {detach_item_table!r}",
+        )
         self.temperature = temperature
         self.max_logits = max_logits
+        self.detach_item_table = detach_item_table
 
     def forward(self, batch: ObjectiveInput) -> torch.Tensor:
         queries = sampling.at_least_float32(batch.queries) / self.temperature
-        item_embeddings = sampling.at_least_float32(batch.item_embeddings)
+        table = batch.item_embeddings.detach() if self.detach_item_table else batch.item_embeddings
+        item_embeddings = sampling.at_least_float32(table)
         num_queries, num_items = len(queries), len(item_embeddings)
         if num_queries * num_items <= self.max_logits:
             return F.cross_entropy(sampling.score_matrix(queries, item_embeddings), batch.positives)
