@@ -378,8 +378,19 @@ def test_final_weights_are_validated_unless_the_protocol_says_otherwise(tmp_path
 
 def test_history_has_a_finite_training_loss_at_every_validation(tmp_path):
     """Validation every 10 steps coincides with the progress log, which once reset the loss sum first."""
-    overrides = [*SMOKE, "loss=bce", "trainer.epochs=5", "trainer.max_steps=30", "trainer.eval_every_steps=10"]
+    overrides = [*SMOKE, "loss=bce", "trainer.epochs=5", "trainer.max_steps=30"]
+    overrides.append("trainer.eval_every_steps=10")
     run_in_process(overrides, tmp_path)
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [10, 20, 30]
     assert all(isinstance(h["train_loss"], float) and h["train_loss"] > 0 for h in history)
+
+
+def test_help_starts_with_what_seqrec_is_and_lists_every_group(tmp_path):
+    result = run_script("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("seqrec: which training objective")
+    assert "== Examples ==" in result.stdout and "powered by Hydra" not in result.stdout
+    for group in ("dataset", "split", "model", "loss", "trainer", "evaluation", "logger", "experiment"):
+        assert f"\n{group}: " in result.stdout
+    assert "logq" in result.stdout.split("\nloss: ")[1].splitlines()[0]

@@ -1,4 +1,4 @@
-"""Splits against literal pure-Python references of PROTOCOL.md, their guarantees, and MovieLens-100K."""
+"""Splits against literal pure-Python references of the protocol, their guarantees, and MovieLens-100K."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def log_rows(log: InteractionLog) -> list[tuple[int, int, int]]:
 
 
 def reference_time_split(rows, valid_quantile, test_quantile, min_train_events, min_history) -> dict:
-    """PROTOCOL.md literally. rows: (user, item, ts) sorted by (user, ts). Windows are lists of row numbers;
+    """The protocol literally. rows: (user, item, ts) sorted by (user, ts). Windows are lists of row numbers;
     a sample is (user, history rows, target row)."""
     timestamps = sorted(ts for _, _, ts in rows)
     n = len(timestamps)
