@@ -27,7 +27,7 @@ def make_model(**overrides) -> SasRecBackbone:
 
 def reference_hidden(model: SasRecBackbone, inputs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Full-length (unpadded) inputs through PyTorch's own layers with the model's weights copied in."""
-    norm_first = isinstance(model.final_norm, nn.LayerNorm)
+    norm_first = model.final_norm is not None
     x = model.item_embedding.weight[inputs] + model.position_embedding.weight[positions]
     causal = nn.Transformer.generate_square_subsequent_mask(inputs.shape[1])
     for layer in model.layers:
@@ -180,6 +180,13 @@ def test_init_truncated_normal_weights_unit_norms_zero_biases():
         (dict(dropout=1.0), "model.dropout"),
         (dict(dropout=-0.1), "model.dropout"),
         (dict(position_order="sideways"), "model.position_order"),
+        (dict(embedding_dropout=1.0), "model.embedding_dropout"),
+        (dict(layer_norm_eps=0.0), "model.layer_norm_eps"),
+        (dict(activation="tanh"), "model.activation"),
+        (dict(init="zeros"), "model.init"),
+        (dict(norm_keys_values=False), "model.norm_keys_values"),
+        (dict(residual_from_norm=True), "model.residual_from_norm"),
+        (dict(ffn_norm=False), "model.ffn_norm"),
     ],
 )
 def test_bad_hyperparameters_name_the_key(overrides, key):

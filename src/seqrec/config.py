@@ -55,6 +55,18 @@ class ModelConfig:
     max_seq_len: int = 200
     norm_first: bool = False
     position_order: str = "backward"
+    norm_keys_values: bool = True
+    residual_from_norm: bool = False
+    ffn_norm: bool = True
+    norm_per_position: bool = False
+    layer_norm_eps: float = 1e-5
+    activation: str = "gelu"
+    attention_out_projection: bool = True
+    attention_output_dropout: bool = True
+    embedding_dropout: float = 0.0
+    scale_item_embeddings: bool = False
+    attend_padding: bool = False
+    init: str = "trunc_normal"
 
 
 @dataclass

@@ -1,33 +1,70 @@
 """SASRec backbone: item + position embeddings through a causal transformer encoder.
 
-Reads top to bottom: attention, one encoder layer, the backbone. Inputs are RIGHT-padded windows
-(real items first, then padding) with their lengths, so the causal mask alone keeps every real
+Reads top to bottom: layer norm, attention, one encoder layer, the backbone. Inputs are RIGHT-padded
+windows (real items first, then padding) with their lengths, so the causal mask alone keeps every real
 position blind to padding; outputs at padded positions are garbage and must be ignored.
+
+The defaults are seqrec's own block (nn.TransformerEncoderLayer's layout). The other options reproduce
+the original SASRec code and its ports (experiments/sasrec_original, experiments/ms_recommenders):
+queries-only pre-norm whose residuals start from the normalised stream, ReLU, scaled item embeddings,
+embedding dropout, per-position norm parameters, and attention to left padding.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqrec.initialization import INIT_SCHEMES, initialise
+
 POSITION_ORDERS = ("backward", "forward")
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
+class LayerNorm(nn.Module):
+    """Layer norm over the last dimension. Gain and bias are [D], or [P, D] with `num_positions` = P:
+    one gain and bias per position index (the TF2 port's norm), picked by the `positions` of each row."""
+
+    def __init__(self, dim: int, eps: float, num_positions: int | None = None):
+        super().__init__()
+        shape = (dim,) if num_positions is None else (num_positions, dim)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D], positions: [B, L] int64 -> [B, L, D]."""
+        if self.weight.dim() == 1:
+            return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight[positions] + self.bias[positions]
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention; `qkv` has the layout of nn.MultiheadAttention's in_proj."""
+    """Multi-head causal self-attention; `qkv` has the layout of nn.MultiheadAttention's in_proj.
 
-    def __init__(self, embedding_dim: int, num_heads: int, dropout: float):
+    Without `out_projection` the heads' concatenated outputs are returned as they are (the TF2 port)."""
+
+    def __init__(self, embedding_dim: int, num_heads: int, dropout: float, out_projection: bool = True):
         super().__init__()
         self.num_heads = num_heads
         self.dropout = dropout
         self.qkv = nn.Linear(embedding_dim, 3 * embedding_dim)
-        self.out = nn.Linear(embedding_dim, embedding_dim)
+        self.out = nn.Linear(embedding_dim, embedding_dim) if out_projection else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D] -> [B, L, D]."""
+    def forward(self, x: torch.Tensor, keys_values: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, L, D] input of the queries; keys_values: [B, L, D] input of keys and values
+        (None: x, the usual self-attention) -> [B, L, D]."""
         batch_size, seq_len, dim = x.shape
-        q, k, v = self.qkv(x).split(dim, dim=2)
+        if keys_values is None:
+            q, k, v = self.qkv(x).split(dim, dim=2)
+        else:
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x, weight[:dim], bias[:dim])
+            k, v = F.linear(keys_values, weight[dim:], bias[dim:]).split(dim, dim=2)
         # [B, L, D] -> [B, H, L, D / H]
         q, k, v = (t.view(batch_size, seq_len, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
         dropout_p = self.dropout if self.training else 0.0
@@ -35,31 +72,60 @@ class CausalSelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(batch_size, seq_len, dim))
 
 
-class EncoderLayer(nn.Module):
-    """One transformer layer, post-norm like nn.TransformerEncoderLayer's default or pre-norm."""
+@dataclass(frozen=True)
+class BlockOptions:
+    """How an encoder layer is wired (the model.* options of the same names)."""
 
-    def __init__(self, embedding_dim: int, num_heads: int, ffn_dim: int, dropout: float, norm_first: bool):
+    norm_first: bool = False
+    norm_keys_values: bool = True
+    residual_from_norm: bool = False
+    ffn_norm: bool = True
+    activation: str = "gelu"
+    attention_output_dropout: bool = True
+    attention_out_projection: bool = True
+    layer_norm_eps: float = 1e-5
+    norm_positions: int | None = None  # P for per-position norm parameters, None for shared ones
+
+
+class EncoderLayer(nn.Module):
+    """One transformer layer: post-norm like nn.TransformerEncoderLayer's default, or pre-norm.
+
+    Pre-norm variants of the original SASRec code: keys and values may read the un-normalised stream
+    (only the queries are normalised), each residual may start from the normalised stream instead of
+    the raw one, and the feed-forward sub-layer may have no norm of its own.
+    """
+
+    def __init__(
+        self, embedding_dim: int, num_heads: int, ffn_dim: int, dropout: float, options: BlockOptions
+    ):
         super().__init__()
-        self.norm_first = norm_first
-        self.attention = CausalSelfAttention(embedding_dim, num_heads, dropout)
+        self.options = options
+        self.attention = CausalSelfAttention(
+            embedding_dim, num_heads, dropout, out_projection=options.attention_out_projection
+        )
         self.feed_forward = nn.Sequential(
             nn.Linear(embedding_dim, ffn_dim),
-            nn.GELU(),
+            ACTIVATIONS[options.activation](),
             nn.Dropout(dropout),
             nn.Linear(ffn_dim, embedding_dim),
         )
-        self.norm1 = nn.LayerNorm(embedding_dim)
-        self.norm2 = nn.LayerNorm(embedding_dim)
-        self.dropout1 = nn.Dropout(dropout)
+        eps, positions = options.layer_norm_eps, options.norm_positions
+        self.norm1 = LayerNorm(embedding_dim, eps, positions)
+        self.norm2 = LayerNorm(embedding_dim, eps, positions) if options.ffn_norm else None
+        self.dropout1 = nn.Dropout(dropout) if options.attention_output_dropout else nn.Identity()
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D] -> [B, L, D]."""
-        if self.norm_first:
-            x = x + self.dropout1(self.attention(self.norm1(x)))
-            return x + self.dropout2(self.feed_forward(self.norm2(x)))
-        x = self.norm1(x + self.dropout1(self.attention(x)))
-        return self.norm2(x + self.dropout2(self.feed_forward(x)))
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D], positions: [B, L] int64 (for per-position norms) -> [B, L, D]."""
+        o = self.options
+        if not o.norm_first:
+            x = self.norm1(x + self.dropout1(self.attention(x)), positions)
+            return self.norm2(x + self.dropout2(self.feed_forward(x)), positions)
+        normed = self.norm1(x, positions)
+        attended = self.attention(normed, None if o.norm_keys_values else x)
+        x = (normed if o.residual_from_norm else x) + self.dropout1(attended)
+        ffn_input = self.norm2(x, positions) if self.norm2 is not None else x
+        return (ffn_input if o.residual_from_norm else x) + self.dropout2(self.feed_forward(ffn_input))
 
 
 class SasRecBackbone(nn.Module):
@@ -81,37 +147,48 @@ class SasRecBackbone(nn.Module):
         max_seq_len: int = 200,
         norm_first: bool = False,
         position_order: str = "backward",
+        norm_keys_values: bool = True,
+        residual_from_norm: bool = False,
+        ffn_norm: bool = True,
+        norm_per_position: bool = False,
+        layer_norm_eps: float = 1e-5,
+        activation: str = "gelu",
+        attention_out_projection: bool = True,
+        attention_output_dropout: bool = True,
+        embedding_dropout: float = 0.0,
+        scale_item_embeddings: bool = False,
+        attend_padding: bool = False,
+        init: str = "trunc_normal",
     ):
         super().__init__()
-        for key, value in [
-            ("num_items", num_items),
-            ("embedding_dim", embedding_dim),
-            ("num_heads", num_heads),
-            ("num_layers", num_layers),
-            ("ffn_dim", ffn_dim),
-            ("max_seq_len", max_seq_len),
-        ]:
-            if value < 1:
-                raise ValueError(f"model.{key} must be >= 1, got {value}")
-        if embedding_dim % num_heads != 0:
-            raise ValueError(
-                f"model.embedding_dim={embedding_dim} must be divisible by model.num_heads={num_heads}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
-        if position_order not in POSITION_ORDERS:
-            raise ValueError(f"model.position_order must be one of {POSITION_ORDERS}, got {position_order!r}")
+        _check_hyperparameters(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
         self.max_seq_len = max_seq_len
         self.count_backward = position_order == "backward"
+        self.item_scale = math.sqrt(embedding_dim) if scale_item_embeddings else 1.0
+        self.attend_padding = attend_padding
 
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         self.position_embedding = nn.Embedding(max_seq_len, embedding_dim)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        options = BlockOptions(
+            norm_first=norm_first,
+            norm_keys_values=norm_keys_values,
+            residual_from_norm=residual_from_norm,
+            ffn_norm=ffn_norm,
+            activation=activation,
+            attention_output_dropout=attention_output_dropout,
+            attention_out_projection=attention_out_projection,
+            layer_norm_eps=layer_norm_eps,
+            norm_positions=max_seq_len if norm_per_position else None,
+        )
         self.layers = nn.ModuleList(
-            EncoderLayer(embedding_dim, num_heads, ffn_dim, dropout, norm_first) for _ in range(num_layers)
+            EncoderLayer(embedding_dim, num_heads, ffn_dim, dropout, options) for _ in range(num_layers)
         )
         # Pre-norm layers leave the residual stream unnormalised, so a final norm closes the stack.
-        self.final_norm = nn.LayerNorm(embedding_dim) if norm_first else nn.Identity()
-        self.apply(_init_weights)
+        self.final_norm = (
+            LayerNorm(embedding_dim, layer_norm_eps, options.norm_positions) if norm_first else None
+        )
+        initialise(self, init)
 
     @property
     def item_embeddings(self) -> torch.Tensor:
@@ -130,10 +207,42 @@ class SasRecBackbone(nn.Module):
         seq_len = inputs.shape[1]
         if seq_len > self.max_seq_len:
             raise ValueError(f"inputs have {seq_len} positions but model.max_seq_len={self.max_seq_len}")
-        x = self.item_embedding(inputs) + self.position_embedding(self.positions(lengths, seq_len))
+        positions = self.positions(lengths, seq_len)
+        items = self.item_embedding(inputs)
+        if self.item_scale != 1.0:
+            items = items * self.item_scale
+        x = self.embedding_dropout(items + self.position_embedding(positions))
+        if self.attend_padding:
+            return self._encode_left_padded(x, lengths)
+        return self._encode(x, positions)
+
+    def _encode(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D] embedded inputs -> [B, L, D] through the layers and the final norm."""
         for layer in self.layers:
-            x = layer(x)
-        return self.final_norm(x)
+            x = layer(x, positions)
+        return self.final_norm(x, positions) if self.final_norm is not None else x
+
+    def _encode_left_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The PyTorch port's padding: every row sits at the right end of a max_seq_len window whose
+        padding slots enter the first layer as zero vectors and are never masked, so real positions
+        also attend to them. x: [B, L, D] right-padded -> [B, L, D] right-padded."""
+        frame_len, (batch_size, seq_len, dim) = self.max_seq_len, x.shape
+        # Frame slot s holds right-padded position s - (frame_len - length), or padding where that is < 0.
+        source = torch.arange(frame_len, device=x.device)[None, :] - (frame_len - lengths)[:, None]
+        is_real = source >= 0
+        source = source.clamp(min=0)
+        frame = x.gather(1, source[..., None].expand(batch_size, frame_len, dim))
+        frame = frame.masked_fill(~is_real[..., None], 0.0)
+        if self.count_backward:  # slot index counted from the window's end, padding slots included
+            frame_positions = torch.arange(frame_len - 1, -1, -1, device=x.device).expand(
+                batch_size, frame_len
+            )
+        else:
+            frame_positions = source
+        frame = self._encode(frame, frame_positions)
+        slots = (frame_len - lengths)[:, None] + torch.arange(seq_len, device=x.device)[None, :]
+        slots = slots.clamp(max=frame_len - 1)  # padding positions read a real slot: garbage, ignored
+        return frame.gather(1, slots[..., None].expand(batch_size, seq_len, dim))
 
     def last_hidden(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """[B, D]: the output at each row's most recent item (position lengths - 1)."""
@@ -145,12 +254,30 @@ class SasRecBackbone(nn.Module):
         return hidden @ self.item_embeddings.T
 
 
-def _init_weights(module: nn.Module) -> None:
-    """Truncated normal(0, 0.02) cut at +-0.04 for every weight; norms' weights 1; biases 0."""
-    if isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Linear | nn.Embedding):
-        nn.init.trunc_normal_(module.weight, 0.0, 0.02, -0.04, 0.04)
-        if getattr(module, "bias", None) is not None:
-            nn.init.zeros_(module.bias)
+def _check_hyperparameters(**h) -> None:
+    """ValueError naming the model.<key> of the first impossible value."""
+    for key in ("num_items", "embedding_dim", "num_heads", "num_layers", "ffn_dim", "max_seq_len"):
+        if h[key] < 1:
+            raise ValueError(f"model.{key} must be >= 1, got {h[key]}")
+    if h["embedding_dim"] % h["num_heads"] != 0:
+        raise ValueError(
+            f"model.embedding_dim={h['embedding_dim']} must be divisible by model.num_heads={h['num_heads']}"
+        )
+    for key in ("dropout", "embedding_dropout"):
+        if not 0.0 <= h[key] < 1.0:
+            raise ValueError(f"model.{key} must be in [0, 1), got {h[key]}")
+    if h["layer_norm_eps"] <= 0:
+        raise ValueError(f"model.layer_norm_eps must be > 0, got {h['layer_norm_eps']}")
+    for key, allowed in [
+        ("position_order", POSITION_ORDERS),
+        ("activation", tuple(ACTIVATIONS)),
+        ("init", INIT_SCHEMES),
+    ]:
+        if h[key] not in allowed:
+            raise ValueError(f"model.{key} must be one of {allowed}, got {h[key]!r}")
+    pre_norm_only = {"norm_keys_values": False, "residual_from_norm": True, "ffn_norm": False}
+    for key, value in pre_norm_only.items():
+        if h[key] == value and not h["norm_first"]:
+            raise ValueError(
+                f"model.{key}={str(value).lower()} needs a pre-norm block: set model.norm_first=true"
+            )
