@@ -151,6 +151,9 @@ def test_train_batches_rows_match_and_drop_last():
     for batch, batch_row in zip(epoch, rows, strict=True):
         assert torch.equal(batch.targets, packed.targets[batch_row])
         assert torch.equal(batch.lengths, packed.lengths[batch_row])
+        for row, n in enumerate(batch_row):  # each row's whole training sequence travels with it
+            whole = packed.item_seq[batch.sequence_start[row] : batch.sequence_end[row]]
+            assert whole.tolist() == [n, n + 1, n + 2]
 
 
 def test_train_batch_positions_are_the_real_positions():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from seqrec.losses import sampling
+from seqrec.losses.base import ObjectiveInput
 from seqrec.losses.bce import BCE
 
 
@@ -61,6 +62,35 @@ def test_exclude_seen_redraws_every_seen_negative(make_input, spy):
     for n, row in enumerate(batch.rows.tolist()):
         assert not set(negatives[n].tolist()) & seen[row]
     assert loss.item() == pytest.approx(reference_bce(batch, negatives), rel=1e-10)
+
+
+def test_exclude_seen_uses_the_whole_training_sequence_when_given(make_input, spy):
+    """The original code excludes every training item of the user, also those older than the window."""
+    batch = make_input(num_items=40, lengths=(8, 3, 6, 1))
+    # Items only in the part of each history left of the window (none for row 2).
+    unseen = [sorted(set(range(40)) - seen) for seen in seen_by_row(batch)]
+    older = [unseen[0][:3], unseen[1][:1], [], unseen[3][:2]]
+    item_seq, starts, ends = [], [], []
+    for row, length in enumerate(batch.lengths.tolist()):
+        starts.append(len(item_seq))
+        item_seq += older[row] + batch.sequences[row, :length].tolist()
+        item_seq += batch.positives[batch.rows == row][-1:].tolist()
+        ends.append(len(item_seq))
+    batch = ObjectiveInput(
+        **(vars(batch) | dict(item_seq=torch.tensor(item_seq), history_start=torch.tensor(starts)))
+        | dict(history_end=torch.tensor(ends))
+    )
+    resampled = spy(sampling, "resample_seen")
+    torch.manual_seed(0)
+    BCE(num_negatives=30, exclude_seen=True)(batch)
+    (negatives,) = resampled
+    for n, row in enumerate(batch.rows.tolist()):
+        assert not set(negatives[n].tolist()) & set(item_seq[starts[row] : ends[row]])
+    old_item = negatives.new_full(negatives.shape, older[0][0])
+    window_only = sampling.resample_seen(
+        old_item, batch.positives, batch.rows, batch.sequences, batch.lengths, 40
+    )
+    assert torch.all(window_only[batch.rows == 0] == older[0][0]), "the window alone misses older items"
 
 
 def test_resample_seen_only_touches_seen_negatives(make_input):

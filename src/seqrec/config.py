@@ -30,6 +30,8 @@ class TrainerConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
     grad_clip_norm: float | None = None
     eval_every_steps: int | None = 64
     eval_every_epochs: int | None = None
@@ -107,6 +109,11 @@ def check_config(cfg: DictConfig) -> None:
     if trainer.lr <= 0:
         problems.append(f"trainer.lr must be > 0, got {trainer.lr}")
     at_least("trainer", "weight_decay", trainer.weight_decay, 0)
+    betas = list(trainer.adam_betas)
+    if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
+        problems.append(f"trainer.adam_betas must be two numbers in [0, 1), got {betas}")
+    if trainer.adam_eps <= 0:
+        problems.append(f"trainer.adam_eps must be > 0, got {trainer.adam_eps}")
     if trainer.grad_clip_norm is not None and trainer.grad_clip_norm <= 0:
         problems.append(f"trainer.grad_clip_norm must be > 0 or null, got {trainer.grad_clip_norm}")
     if trainer.eval_every_steps is None and trainer.eval_every_epochs is None:

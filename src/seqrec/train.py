@@ -108,7 +108,9 @@ def fit(
     if settings.max_steps is not None:
         total_steps = min(total_steps, settings.max_steps)
     params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-    optimizer = make_optimizer(params, settings.lr, settings.weight_decay, device)
+    optimizer = make_optimizer(
+        params, settings.lr, settings.weight_decay, device, tuple(settings.adam_betas), settings.adam_eps
+    )
     # Compilation pays off only for long GPU runs; it is one switch.
     encode = torch.compile(model) if settings.compile else model
     autocast = autocast_for(device, settings.bf16)
@@ -173,7 +175,16 @@ def fit(
     while step < total_steps and not stopped_early:
         for batch in batches:
             loss = training_step(
-                encode, model, objective, batch, catalog, optimizer, params, settings.grad_clip_norm, autocast
+                encode,
+                model,
+                objective,
+                batch,
+                catalog,
+                optimizer,
+                params,
+                settings.grad_clip_norm,
+                autocast,
+                train.item_seq,
             )
             step += 1
             train_events += len(batch.positions)
@@ -225,8 +236,10 @@ def training_step(
     params: list[torch.nn.Parameter],
     grad_clip_norm: float | None,
     autocast: contextlib.AbstractContextManager,
+    item_seq: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One optimizer step on one batch; returns the (undetached) loss without waiting for the device."""
+    """One optimizer step on one batch; returns the (undetached) loss without waiting for the device.
+    item_seq: TrainTensors.item_seq, so that objectives can read each row's whole training sequence."""
     with autocast:
         hidden = encode(batch.inputs, batch.lengths)
     seq_len = batch.inputs.shape[1]
@@ -239,6 +252,9 @@ def training_step(
             lengths=batch.lengths,
             item_embeddings=model.item_embeddings,
             catalog=catalog,
+            item_seq=item_seq,
+            history_start=batch.sequence_start,
+            history_end=batch.sequence_end,
         )
     )
     optimizer.zero_grad(set_to_none=True)
@@ -249,9 +265,18 @@ def training_step(
     return loss
 
 
-def make_optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: float, device: torch.device):
+def make_optimizer(
+    params: list[torch.nn.Parameter],
+    lr: float,
+    weight_decay: float,
+    device: torch.device,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+):
     # The fused kernel updates all parameters in one launch on CUDA.
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+    return torch.optim.Adam(
+        params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=device.type == "cuda"
+    )
 
 
 def save_checkpoint(model: torch.nn.Module, path) -> None:

@@ -30,11 +30,18 @@ def gather_windows(
 
 @dataclass(frozen=True)
 class TrainTensors:
-    """All training sequences packed once: inputs/targets [N, L] int64 right-padded, lengths [N]."""
+    """All training sequences packed once: inputs/targets [N, L] int64 right-padded, lengths [N].
+
+    item_seq [E], sequence_start, sequence_end [N] int64: row n's whole training sequence (not only its
+    last L positions) is item_seq[sequence_start[n]:sequence_end[n]], for objectives that need it.
+    """
 
     inputs: torch.Tensor
     targets: torch.Tensor
     lengths: torch.Tensor
+    item_seq: torch.Tensor
+    sequence_start: torch.Tensor
+    sequence_end: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -45,7 +52,7 @@ class TrainTensors:
         return int(self.lengths.sum())
 
     def to(self, device: torch.device | str) -> TrainTensors:
-        return TrainTensors(self.inputs.to(device), self.targets.to(device), self.lengths.to(device))
+        return TrainTensors(*(tensor.to(device) for tensor in vars(self).values()))
 
 
 def pack_train_sequences(split: SplitData, max_len: int) -> TrainTensors:
@@ -53,7 +60,7 @@ def pack_train_sequences(split: SplitData, max_len: int) -> TrainTensors:
     truncated to the last `max_len` positions, so input t is followed by target t."""
     inputs, lengths = gather_windows(split.item_seq, split.train_start, split.train_end - 1, max_len)
     targets, _ = gather_windows(split.item_seq, split.train_start + 1, split.train_end, max_len)
-    return TrainTensors(inputs, targets, lengths)
+    return TrainTensors(inputs, targets, lengths, split.item_seq, split.train_start, split.train_end)
 
 
 def train_item_counts(train: TrainTensors, num_items: int) -> torch.Tensor:
@@ -64,12 +71,15 @@ def train_item_counts(train: TrainTensors, num_items: int) -> torch.Tensor:
 
 class TrainBatch(NamedTuple):
     """inputs, targets: [B, L] int64; lengths: [B]; positions: [N] int64 flat indices (row * L + t) of
-    the real positions, computed on the host so the training step never waits for the device."""
+    the real positions, computed on the host so the training step never waits for the device;
+    sequence_start, sequence_end: [B] int64, each row's whole training sequence in TrainTensors.item_seq."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
     lengths: torch.Tensor
     positions: torch.Tensor
+    sequence_start: torch.Tensor
+    sequence_end: torch.Tensor
 
 
 class TrainBatches:
@@ -106,4 +116,6 @@ class TrainBatches:
                 self.train.targets[rows],
                 self.train.lengths[rows],
                 positions.to(device, non_blocking=True),
+                self.train.sequence_start[rows],
+                self.train.sequence_end[rows],
             )

@@ -40,6 +40,8 @@ class ObjectiveInput:
     lengths: [B] int64, number of real items in each row.
     item_embeddings: [I, D] float, the item table shared with the backbone's input embeddings.
     catalog: statistics of the training split (item counts live on the batch's device).
+    item_seq, history_start, history_end: [E], [B], [B] int64 or None: row b's user's whole training
+        sequence is item_seq[history_start[b]:history_end[b]] (sequences holds only its last L items).
     """
 
     queries: torch.Tensor
@@ -49,6 +51,9 @@ class ObjectiveInput:
     lengths: torch.Tensor
     item_embeddings: torch.Tensor
     catalog: CatalogStats
+    item_seq: torch.Tensor | None = None
+    history_start: torch.Tensor | None = None
+    history_end: torch.Tensor | None = None
 
 
 class Objective(nn.Module, abc.ABC):

@@ -12,8 +12,8 @@ from seqrec.losses.base import Objective, ObjectiveInput, require
 class BCE(Objective):
     """Per position, `num_negatives` items drawn uniformly from the whole catalog; loss = mean
     binary cross-entropy over all positive and negative logits together (protocol: 1 negative,
-    which may coincide with a seen item). `exclude_seen` redraws negatives the row has seen, as
-    the original SASRec code does."""
+    which may coincide with a seen item). `exclude_seen` redraws negatives that occur anywhere in
+    the row's training sequence, not only in the model's window, as the original SASRec code does."""
 
     def __init__(self, num_negatives: int = 1, exclude_seen: bool = False):
         super().__init__()
@@ -29,8 +29,11 @@ class BCE(Objective):
         shape = (len(batch.positives), self.num_negatives)
         negatives = sampling.uniform_items(num_items, shape, batch.queries.device)  # [N, K]
         if self.exclude_seen:
+            history = None
+            if batch.item_seq is not None:
+                history = (batch.item_seq, batch.history_start, batch.history_end)
             negatives = sampling.resample_seen(
-                negatives, batch.positives, batch.rows, batch.sequences, batch.lengths, num_items
+                negatives, batch.positives, batch.rows, batch.sequences, batch.lengths, num_items, history
             )
         positive_logits = sampling.pair_scores(batch.queries, batch.item_embeddings[batch.positives])  # [N]
         negative_logits = sampling.batched_score_matrix(

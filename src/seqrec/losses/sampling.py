@@ -63,6 +63,17 @@ def positive_first_cross_entropy(
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
 
+def window_events(
+    item_seq: torch.Tensor, start: torch.Tensor, end: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every event of the windows item_seq[start[b]:end[b]] as (window index [M], item [M]) int64."""
+    lengths = end - start
+    windows = torch.repeat_interleave(torch.arange(len(start), device=item_seq.device), lengths)
+    first_of_window = torch.cumsum(lengths, 0) - lengths
+    offsets = torch.arange(len(windows), device=item_seq.device) - first_of_window[windows]
+    return windows, item_seq[start[windows] + offsets]
+
+
 def resample_seen(
     negatives: torch.Tensor,
     positives: torch.Tensor,
@@ -70,8 +81,11 @@ def resample_seen(
     sequences: torch.Tensor,
     lengths: torch.Tensor,
     num_items: int,
+    history: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Redraw negatives the row has seen (its input items and every positive of the row).
+    """Redraw negatives the row has seen: every item of the row's whole training sequence when
+    `history` = (item_seq [E], start [B], end [B]) gives it (as the original SASRec code, which
+    excludes all of the user's training items), else the row's input items and positives.
 
     negatives: [N, K] int64 uniform draws; positives, rows: [N] int64; sequences: [B, L] int64
     right-padded with lengths [B]. A row that has seen almost every item can keep a seen negative
@@ -79,9 +93,13 @@ def resample_seen(
     """
     # Membership of (row, item) pairs as one int64 key row * I + item: a sorted set lookup
     # instead of an [N, K, L] comparison.
-    real = torch.arange(sequences.shape[1], device=sequences.device)[None, :] < lengths[:, None]
-    seq_rows = torch.arange(len(sequences), device=sequences.device)[:, None].expand_as(sequences)
-    seen_keys = torch.cat([seq_rows[real] * num_items + sequences[real], rows * num_items + positives])
+    if history is not None:
+        seq_rows, seq_items = window_events(*history)
+        seen_keys = seq_rows * num_items + seq_items
+    else:
+        real = torch.arange(sequences.shape[1], device=sequences.device)[None, :] < lengths[:, None]
+        seq_rows = torch.arange(len(sequences), device=sequences.device)[:, None].expand_as(sequences)
+        seen_keys = torch.cat([seq_rows[real] * num_items + sequences[real], rows * num_items + positives])
     row_offsets = (rows * num_items)[:, None]
     for _ in range(MAX_RESAMPLE_ROUNDS):
         seen = torch.isin(row_offsets + negatives, seen_keys)
