@@ -241,6 +241,30 @@ def test_leave_one_out_matches_reference_on_random_logs():
 # ---------------------------------------------------------------- guarantees (both splits)
 
 
+def test_train_end_marks_each_users_training_events():
+    """history_start..train_end are the user's events the split assigns to training: those before t_valid
+    (time split) or all but the last two (leave-one-out), kept as a training sequence or not."""
+    checked = 0
+    for log, split, t_valid in random_splits():
+        rows = log_rows(log)
+        for evals in (split.valid, split.test):
+            for start, end, train_end in zip(
+                evals.history_start.tolist(),
+                evals.history_end.tolist(),
+                evals.train_end.tolist(),
+                strict=True,
+            ):
+                user = rows[end][0]
+                user_rows = [row for row, (u, _, _) in enumerate(rows) if u == user]
+                if t_valid is None:
+                    expected = user_rows[:-2]
+                else:
+                    expected = [row for row in user_rows if rows[row][2] < t_valid]
+                assert start == user_rows[0] and list(range(start, train_end)) == expected
+                checked += 1
+    assert checked > 500
+
+
 def test_no_evaluation_target_in_its_own_input_or_in_training():
     checked = 0
     for _, split, _ in random_splits():

@@ -62,6 +62,9 @@ class FullCatalog:
         return EvaluationResult(metrics.compute(), metrics.ranks())
 
 
+SAMPLED_EXCLUSIONS = ("history", "training")
+
+
 class SampledCandidates:
     """Sampled evaluation of the original SASRec paper: the target competes only with `num_negatives`
     items drawn uniformly, without replacement, among the items that are neither in the user's history
@@ -78,13 +81,28 @@ class SampledCandidates:
     - Unlike the original, which draws with replacement, the draws are distinct, so every sample has
       exactly num_negatives + 1 candidates. "History" is the sample's history window (all the user's
       earlier events). Coverage@k counts the items in the top-k lists of those candidate rankings.
+
+    The original code's draws (replacement=True, exclude="training"): independent uniform draws among
+    the items outside the user's training events only, so a negative can repeat, and can be the target
+    itself or (for test samples) the validation target. A repeated negative counts once per draw in the
+    rank, and a draw of the target itself ties with it and counts against it.
     """
 
     def __init__(
-        self, num_negatives: int = 100, ks: Sequence[int] = (5, 10, 20), batch_size: int = 1024, seed: int = 0
+        self,
+        num_negatives: int = 100,
+        ks: Sequence[int] = (5, 10, 20),
+        batch_size: int = 1024,
+        seed: int = 0,
+        replacement: bool = False,
+        exclude: str = "history",
     ):
         if num_negatives < 1:
             raise ValueError(f"evaluation.num_negatives must be >= 1, got {num_negatives}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"evaluation.replacement must be true or false, got {replacement!r}")
+        if exclude not in SAMPLED_EXCLUSIONS:
+            raise ValueError(f"evaluation.exclude must be one of {SAMPLED_EXCLUSIONS}, got {exclude!r}")
         self.ks = check_ks(ks)
         if max(self.ks) > num_negatives + 1:
             raise ValueError(
@@ -94,23 +112,36 @@ class SampledCandidates:
         self.num_negatives = num_negatives
         self.batch_size = _check_batch_size(batch_size)
         self.seed = seed
+        self.replacement = replacement
+        self.exclude = exclude
         # id(samples) -> (samples, item_seq, num_items, candidates); the strong references keep ids unique.
         self._cache: dict[int, tuple[EvalSamples, torch.Tensor, int, torch.Tensor]] = {}
 
     def draw_candidates(self, samples: EvalSamples, item_seq: torch.Tensor, num_items: int) -> torch.Tensor:
         """[S, num_negatives] int64 on item_seq's device: each sample's negatives, distinct, not in its
-        history, not its target. Deterministic in the seed; raises if a user has too few unseen items."""
-        if self.num_negatives >= num_items:
+        history, not its target (or as set by `replacement` and `exclude`). Deterministic in the seed;
+        raises if a user has too few allowed items."""
+        if self.num_negatives >= num_items and not self.replacement:
             raise ValueError(
                 f"evaluation.num_negatives={self.num_negatives} must be below the catalog size {num_items}"
+            )
+        if self.exclude == "training" and samples.train_end is None:
+            raise ValueError(
+                "evaluation.exclude=training needs samples from a split that marks training events"
             )
         generator = torch.Generator().manual_seed(self.seed)
         chunks = []
         # A fixed chunk size (not batch_size) keeps the draws independent of batching; it bounds the
         # memory of the random keys to _DRAW_CHUNK x num_items float64.
         for _, chunk in _sample_batches(samples, _DRAW_CHUNK, item_seq, num_items):
-            excluded = seen_item_mask(item_seq, chunk.history_start, chunk.history_end, num_items)
-            excluded[torch.arange(len(chunk), device=excluded.device), chunk.target] = True
+            if self.exclude == "training":
+                excluded = seen_item_mask(item_seq, chunk.history_start, chunk.train_end, num_items)
+            else:
+                excluded = seen_item_mask(item_seq, chunk.history_start, chunk.history_end, num_items)
+                excluded[torch.arange(len(chunk), device=excluded.device), chunk.target] = True
+            if self.replacement:
+                chunks.append(self._draw_with_replacement(excluded, generator))
+                continue
             # Uniform draw without replacement: the items with the smallest i.i.d. uniform keys.
             keys = torch.rand(len(chunk), num_items, generator=generator, dtype=torch.float64)
             keys = keys.to(item_seq.device).masked_fill(excluded, float("inf"))
@@ -123,6 +154,14 @@ class SampledCandidates:
                 )
             chunks.append(chosen)
         return torch.cat(chunks)
+
+    def _draw_with_replacement(self, excluded: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """[C, num_negatives] independent uniform draws among each row's allowed items; excluded: [C, I]."""
+        allowed = (~excluded).to(torch.float64).cpu()
+        if (allowed.sum(1) == 0).any():
+            raise ValueError("evaluation.exclude leaves some user no item to draw a negative from")
+        draws = torch.multinomial(allowed, self.num_negatives, replacement=True, generator=generator)
+        return draws.to(excluded.device)
 
     def candidates(self, samples: EvalSamples, item_seq: torch.Tensor, num_items: int) -> torch.Tensor:
         """draw_candidates, computed once per (samples, item_seq, num_items) and cached."""
@@ -194,6 +233,7 @@ def _sample_batches(
                 history_start=samples.history_start[rows].to(item_seq.device),
                 history_end=samples.history_end[rows].to(item_seq.device),
                 target=samples.target[rows].to(item_seq.device),
+                train_end=None if samples.train_end is None else samples.train_end[rows].to(item_seq.device),
             ),
         )
 

@@ -66,14 +66,16 @@ def _long(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
 
 
-def _eval_samples(blocks: _UserBlocks, target_index: np.ndarray) -> EvalSamples:
+def _eval_samples(blocks: _UserBlocks, target_index: np.ndarray, train_length: np.ndarray) -> EvalSamples:
     """Samples whose targets are the events at `target_index` [S] and whose inputs are all earlier events
-    of the same user."""
+    of the same user; train_length [U] is the number of training events at the start of each user block."""
+    train_end = blocks.block_start + np.repeat(train_length, blocks.ends - blocks.starts)
     return EvalSamples(
         user=_long(blocks.user[target_index]),
         history_start=_long(blocks.block_start[target_index]),
         history_end=_long(target_index),
         target=_long(blocks.item[target_index]),
+        train_end=_long(train_end[target_index]),
     )
 
 
@@ -84,6 +86,7 @@ def _split_data(
     train_end: np.ndarray,
     valid_index: np.ndarray,
     test_index: np.ndarray,
+    train_length: np.ndarray,
     extra_stats: dict,
 ) -> SplitData:
     stats = {
@@ -97,8 +100,8 @@ def _split_data(
         item_seq=_long(blocks.item),
         train_start=_long(train_start),
         train_end=_long(train_end),
-        valid=_eval_samples(blocks, valid_index),
-        test=_eval_samples(blocks, test_index),
+        valid=_eval_samples(blocks, valid_index, train_length),
+        test=_eval_samples(blocks, test_index, train_length),
         num_items=log.num_items,
         item_ids=log.item_ids,
         stats=stats,
@@ -181,6 +184,7 @@ class TimeSplit:
             train_end,
             valid_index,
             test_index,
+            train_length,
             {"t_valid": t_valid, "t_test": t_test},
         )
 
@@ -215,7 +219,7 @@ class LeaveOneOutSplit:
                 f"leave-one-out: no user has >= {self.min_events} events, so there are no validation or "
                 "test samples; lower split.min_events"
             )
-        return _split_data(log, blocks, train_start, train_end, valid_index, test_index, {})
+        return _split_data(log, blocks, train_start, train_end, valid_index, test_index, train_length, {})
 
 
 def _json_value(value):

@@ -41,13 +41,16 @@ class EvalSamples:
 
     Sample s has input item_seq[history_start[s]:history_end[s]] (all of the user's earlier events;
     truncated to the last max_seq_len when batched) and target item_seq[history_end[s]] == target[s].
-    All tensors are [S] int64; `user` holds original user ids.
+    All tensors are [S] int64; `user` holds original user ids. train_end (optional): the user's events
+    that the split assigns to training are item_seq[history_start[s]:train_end[s]] (a prefix of the
+    history, whether or not the training sequence was long enough to keep).
     """
 
     user: torch.Tensor
     history_start: torch.Tensor
     history_end: torch.Tensor
     target: torch.Tensor
+    train_end: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.target)
