@@ -192,7 +192,10 @@ def test_every_option_of_every_group_composes_and_instantiates(tmp_path, group, 
 
     log_file = tmp_path / "log.csv"
     log_file.write_text("user,item,timestamp\n1,2,3\n")
-    overrides = [f"{group}={option}"] + ([f"dataset.path={log_file}"] if option == "file" else [])
+    review_file = tmp_path / "reviews.json"
+    review_file.write_text('{"reviewerID": "A", "asin": "B", "overall": 5.0, "unixReviewTime": 3}\n')
+    paths = {"file": log_file, "amazon": review_file}
+    overrides = [f"{group}={option}"] + ([f"dataset.path={paths[option]}"] if option in paths else [])
     cfg = compose_run_config(overrides, tmp_path)
     node = cfg[group]
     if group == "model":

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from seqrec.data.preprocess import iterative_kcore, load_log, preprocess
+from seqrec.data.preprocess import kcore_filter, load_log, preprocess
 from seqrec.data.sources import GroupLens
 from seqrec.data.types import RAW_SCHEMA, DataError
 
@@ -64,6 +64,11 @@ def reference(rows, *, min_rating=None, duplicates="keep", user_core=5, item_cor
     return [(event[1], dense[event[2]], event[3]) for event in ordered], item_ids, passes
 
 
+def original_rows(log) -> list[tuple]:
+    """log.events with the dense user ids mapped back to the original ones."""
+    return [(log.user_ids[user].item(), item, timestamp) for user, item, timestamp in log.events.rows()]
+
+
 def random_rows(seed: int, n: int = 400) -> list[tuple]:
     """Few users/items, few distinct timestamps (many ties), repeated pairs, skewed item popularity."""
     rng = random.Random(seed)
@@ -100,7 +105,9 @@ def test_matches_pure_python_reference(seed, options):
             preprocess(raw_frame(rows), **options)
         return
     log = preprocess(raw_frame(rows), **options)
-    assert log.events.rows() == expected_events
+    assert original_rows(log) == expected_events
+    assert log.events["user"].to_list() == sorted(log.events["user"].to_list())  # dense, in original order
+    assert log.user_ids.tolist() == sorted({event[0] for event in expected_events})
     assert log.item_ids.tolist() == expected_items and log.item_ids.dtype == np.int64
     assert log.kcore_passes == expected_passes == log.stats["kcore_passes"]
     assert log.events.schema == pl.Schema({"user": pl.Int64, "item": pl.Int64, "timestamp": pl.Int64})
@@ -118,7 +125,7 @@ def test_several_passes_needed():
     log = preprocess(raw_frame(rows), user_core=2, item_core=2)
     # Pass 1 drops items 100 and 103, pass 2 users 1 and 3, pass 3 user 2's items, pass 4 removes nothing.
     assert log.kcore_passes == 4 == reference(rows, user_core=2, item_core=2)[2]
-    assert sorted(log.events["user"].unique().to_list()) == [7, 8]
+    assert log.user_ids.tolist() == [7, 8] and sorted(log.events["user"].unique().to_list()) == [0, 1]
     assert log.item_ids.tolist() == [200, 201]
 
 
@@ -127,8 +134,8 @@ def test_result_is_a_fixed_point():
     log = preprocess(raw_frame(rows), user_core=6, item_core=9)
     assert log.events.group_by("user").len()["len"].min() >= 6
     assert log.events.group_by("item").len()["len"].min() >= 9
-    again, passes = iterative_kcore(log.events, 6, 9)
-    assert passes == 1 and again.equals(log.events)
+    again, passes, converged = kcore_filter(log.events, 6, 9)
+    assert passes == 1 and converged and again.equals(log.events)
 
 
 def test_dense_ids_and_stable_time_order():
@@ -142,7 +149,7 @@ def test_dense_ids_and_stable_time_order():
     ]
     log = preprocess(raw_frame(rows), user_core=1, item_core=1)
     assert log.item_ids.tolist() == [7, 30, 300, 900]
-    assert log.events.rows() == [(2, 0, 5), (2, 1, 10), (2, 3, 10), (5, 0, 10), (5, 2, 10), (5, 3, 20)]
+    assert original_rows(log) == [(2, 0, 5), (2, 1, 10), (2, 3, 10), (5, 0, 10), (5, 2, 10), (5, 3, 20)]
     assert (log.item_ids[log.events["item"].to_numpy()] == [7, 30, 900, 7, 300, 900]).all()
 
 
@@ -161,7 +168,7 @@ def test_duplicates_keep_first_and_last():
 def test_min_rating_filters_before_kcore():
     rows = [(1, 10, 1, 5.0), (1, 11, 2, 3.0), (2, 10, 3, 4.0), (2, 11, 4, 4.5)]
     log = preprocess(raw_frame(rows), min_rating=4.0, user_core=1, item_core=2)
-    assert log.events.rows() == [(1, 0, 1), (2, 0, 3)]
+    assert original_rows(log) == [(1, 0, 1), (2, 0, 3)]
     assert log.stats["min_rating"] == 4.0
 
 
@@ -208,7 +215,7 @@ def test_raw_log_is_checked_and_typed():
     )
     log = preprocess(narrow, user_core=1, item_core=1)
     assert log.events.schema == pl.Schema({"user": pl.Int64, "item": pl.Int64, "timestamp": pl.Int64})
-    assert log.events.rows() == [(1, 1, 1), (1, 0, 2)]
+    assert original_rows(log) == [(1, 1, 1), (1, 0, 2)]
 
 
 def ml100k_by_hand(path: Path, core: int) -> tuple[int, int, int]:

@@ -146,7 +146,9 @@ def _train_and_test(cfg, source, split_rule, objective, evaluation, recorder: Ru
     test_started = time.perf_counter()
     test = evaluation.evaluate(model_scores, split.test, item_seq, max_seq_len, split.num_items)
     test_seconds = time.perf_counter() - test_started
-    recorder.write_test_ranks(split.test.user, split.item_ids[split.test.target.numpy()], test.ranks)
+    recorder.write_test_ranks(
+        split.original_users(split.test.user), split.original_items(split.test.target), test.ranks
+    )
     metrics = {"best_valid": result.best_metrics, "test": test.metrics}
     if hasattr(source, "oracle_scores"):
         metrics["oracle_test"] = _oracle_metrics(source, split, evaluation, item_seq, max_seq_len)

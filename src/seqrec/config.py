@@ -13,7 +13,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from seqrec.data.preprocess import DUPLICATE_POLICIES
+from seqrec.data.preprocess import DUPLICATE_POLICIES, KCORE_ORDERS
 
 
 @dataclass
@@ -22,6 +22,8 @@ class PreprocessConfig:
     duplicates: str = "keep"
     user_core: int = 5
     item_core: int = 5
+    kcore_passes: int | None = None
+    kcore_order: str = "together"
 
 
 @dataclass
@@ -130,6 +132,10 @@ def check_config(cfg: DictConfig) -> None:
         )
     for key in ("user_core", "item_core"):
         at_least("preprocess", key, preprocess[key], 1)
+    at_least("preprocess", "kcore_passes", preprocess.kcore_passes, 1, optional=True)
+    if preprocess.kcore_order not in KCORE_ORDERS:
+        order = preprocess.kcore_order
+        problems.append(f"preprocess.kcore_order must be one of {KCORE_ORDERS}, got {order!r}")
     if problems:
         raise ValueError("invalid config:\n  " + "\n  ".join(problems))
 

@@ -84,6 +84,13 @@ def git_revision() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
+def _id_column(name: str, ids: np.ndarray) -> pl.Series:
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "iu":
+        return pl.Series(name, ids, dtype=pl.Int64)
+    return pl.Series(name, [str(value) for value in ids], dtype=pl.String)
+
+
 class RunRecorder:
     """Owns one run directory. `start` claims it (status "running"); `finish` writes the final status."""
 
@@ -126,12 +133,12 @@ class RunRecorder:
         with open(self.run_dir / HISTORY_FILE, "a") as history:
             history.write(json.dumps(entry, default=_jsonable) + "\n")
 
-    def write_test_ranks(self, users: torch.Tensor, items: np.ndarray, ranks: torch.Tensor) -> None:
-        """users: [S] original user ids; items: [S] original target item ids; ranks: [S] 1-based."""
+    def write_test_ranks(self, users: np.ndarray, items: np.ndarray, ranks: torch.Tensor) -> None:
+        """users: [S] original user ids; items: [S] original target item ids (int64, or str for logs
+        with string ids, written as they are so that ranks join back to the catalog); ranks: [S] 1-based."""
         frame = pl.DataFrame(
-            {"user": users.cpu().numpy(), "item": np.asarray(items), "rank": ranks.cpu().numpy()},
-            schema={"user": pl.Int64, "item": pl.Int64, "rank": pl.Int64},
-        )
+            [_id_column("user", users), _id_column("item", items), pl.Series("rank", ranks.cpu().numpy())]
+        ).cast({"rank": pl.Int64})
         tmp = self.run_dir / f".{RANKS_FILE}.tmp"
         frame.write_parquet(tmp)
         os.replace(tmp, self.run_dir / RANKS_FILE)

@@ -1,4 +1,4 @@
-"""Raw log -> InteractionLog: rating filter, duplicates, iterative k-core, dense item ids, (user, time) order.
+"""Raw log -> InteractionLog: rating filter, duplicates, k-core, dense user and item ids, (user, time) order.
 
 `load_log` adds a parquet cache of the result, keyed by the source's fingerprint and the arguments.
 """
@@ -18,11 +18,11 @@ import polars as pl
 
 from seqrec.data.download import atomic_writer
 from seqrec.data.sources import RawSource
-from seqrec.data.types import RAW_SCHEMA, DataError, InteractionLog
+from seqrec.data.types import ID_COLUMNS, RAW_SCHEMA, DataError, InteractionLog
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Bump when the processing below changes, so old cache files are not reused."""
 
 _ROW = "_row"  # file order of the raw events, the tie-breaker everywhere
@@ -52,21 +52,46 @@ DUPLICATE_POLICIES = {"keep": keep_all, "first": keep_first, "last": keep_last}
 """preprocess.duplicates -> what to do with repeated (user, item) pairs."""
 
 
-def iterative_kcore(table: pl.DataFrame, user_core: int, item_core: int) -> tuple[pl.DataFrame, int]:
-    """Keep rows whose user has >= user_core rows AND whose item has >= item_core rows, both counted on
-    the same table, and repeat until a pass removes nothing.
+KCORE_ORDERS = ("together", "items_first", "users_first")
+"""preprocess.kcore_order: how one k-core pass applies the two thresholds."""
 
-    Returns the filtered table (row order kept) and the number of passes, counting the last pass (the
-    one that removed nothing): a table that is already a k-core takes 1 pass.
+
+def kcore_filter(
+    table: pl.DataFrame,
+    user_core: int,
+    item_core: int,
+    max_passes: int | None = None,
+    order: str = "together",
+) -> tuple[pl.DataFrame, int, bool]:
+    """Keep rows whose user has >= user_core rows and whose item has >= item_core rows.
+
+    One pass applies both thresholds: "together" counts users and items on the same table;
+    "items_first" drops the rare items, then counts users on what is left (Microsoft Recommenders'
+    filter); "users_first" the other way round. Passes repeat until one removes nothing (a fixed point,
+    the same k-core for every order) or `max_passes` have run (None: no limit).
+
+    Returns the filtered table (row order kept), the number of passes run, counting a last pass that
+    removed nothing (a table that is already a k-core takes 1 pass), and whether the result meets both
+    thresholds (a single pass may leave items below item_core once users are dropped).
     """
     passes = 0
-    while True:
+    while max_passes is None or passes < max_passes:
         passes += 1
-        enough = (pl.len().over("user") >= user_core) & (pl.len().over("item") >= item_core)
-        kept = table.filter(enough)
+        kept = _kcore_pass(table, user_core, item_core, order)
         if kept.height == table.height:
-            return kept, passes
+            return kept, passes, True
         table = kept
+    return table, passes, _kcore_pass(table, user_core, item_core, "together").height == table.height
+
+
+def _kcore_pass(table: pl.DataFrame, user_core: int, item_core: int, order: str) -> pl.DataFrame:
+    enough_users = pl.len().over("user") >= user_core
+    enough_items = pl.len().over("item") >= item_core
+    if order == "items_first":
+        return table.filter(enough_items).filter(enough_users)
+    if order == "users_first":
+        return table.filter(enough_users).filter(enough_items)
+    return table.filter(enough_users & enough_items)
 
 
 def preprocess(
@@ -76,14 +101,24 @@ def preprocess(
     duplicates: str = "keep",
     user_core: int = 5,
     item_core: int = 5,
+    kcore_passes: int | None = None,
+    kcore_order: str = "together",
 ) -> InteractionLog:
-    """Filter and re-index a raw log (RAW_SCHEMA columns, file order).
+    """Filter and re-index a raw log (RAW_SCHEMA columns, file order; ids integers or strings).
 
     1. drop events with rating < min_rating (when given); 2. duplicates: "keep", "first" or "last";
-    3. iterative k-core; 4. dense item ids by rank of the original id (smallest -> 0), original user
-    ids kept; 5. stable sort by (user, timestamp), ties in file order.
+    3. k-core (kcore_filter: until a fixed point, or kcore_passes passes in kcore_order); 4. dense user
+    and item ids by rank of the original id (smallest -> 0), the originals kept in user_ids and
+    item_ids; 5. stable sort by (user, timestamp), ties in file order.
     """
-    _check_arguments(min_rating=min_rating, duplicates=duplicates, user_core=user_core, item_core=item_core)
+    _check_arguments(
+        min_rating=min_rating,
+        duplicates=duplicates,
+        user_core=user_core,
+        item_core=item_core,
+        kcore_passes=kcore_passes,
+        kcore_order=kcore_order,
+    )
     table = _raw_table(raw).with_row_index(_ROW)
     if min_rating is not None:
         if table["rating"].null_count() == table.height:
@@ -93,7 +128,7 @@ def preprocess(
             )
         table = table.filter(pl.col("rating") >= min_rating)
     table = DUPLICATE_POLICIES[duplicates](table)
-    table, kcore_passes = iterative_kcore(table, user_core, item_core)
+    table, passes_run, is_kcore = kcore_filter(table, user_core, item_core, kcore_passes, kcore_order)
     if table.height == 0:
         raise DataError(
             f"no interactions left after filtering {raw.height} raw events with "
@@ -101,23 +136,35 @@ def preprocess(
             f"preprocess.item_core={item_core}: lower these thresholds."
         )
 
-    item_ids = table["item"].unique().sort().to_numpy().astype(np.int64)
-    dense_item = (pl.col("item").rank("dense") - 1).cast(pl.Int64)
-    events = (
-        table.with_columns(dense_item).sort(["user", "timestamp", _ROW]).select("user", "item", "timestamp")
-    )
+    user_ids, item_ids = (id_array(table[column].unique().sort()) for column in ("user", "item"))
+    dense = [(pl.col(column).rank("dense") - 1).cast(pl.Int64) for column in ("user", "item")]
+    # Dense ranks keep the order of the original ids, so this is the order by (original user, time).
+    events = table.with_columns(dense).sort(["user", "timestamp", _ROW]).select("user", "item", "timestamp")
     stats = {
         "raw_events": raw.height,
-        "users": events["user"].n_unique(),
+        "users": len(user_ids),
         "items": len(item_ids),
         "interactions": events.height,
-        "kcore_passes": kcore_passes,
+        "kcore_passes": passes_run,
+        "kcore_pass_limit": kcore_passes,
+        "kcore_order": kcore_order,
+        "kcore_converged": is_kcore,
         "user_core": user_core,
         "item_core": item_core,
         "min_rating": min_rating,
         "duplicates": duplicates,
     }
-    return InteractionLog(events=events, item_ids=item_ids, kcore_passes=kcore_passes, stats=stats)
+    return InteractionLog(
+        events=events, item_ids=item_ids, kcore_passes=passes_run, stats=stats, user_ids=user_ids
+    )
+
+
+def id_array(ids: pl.Series | list) -> np.ndarray:
+    """Original ids as numpy: int64 when they are integers, else an object array of str."""
+    values = ids.to_list() if isinstance(ids, pl.Series) else list(ids)
+    if all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        return np.asarray(values, dtype=np.int64)
+    return np.asarray([str(value) for value in values], dtype=object)
 
 
 def _raw_table(raw: pl.DataFrame) -> pl.DataFrame:
@@ -127,8 +174,10 @@ def _raw_table(raw: pl.DataFrame) -> pl.DataFrame:
         raise DataError(f"the raw log lacks column(s) {missing}; sources must return {list(RAW_SCHEMA)}")
     if raw.height == 0:
         raise DataError("the raw log is empty: check dataset.path and the source's settings.")
+    # Ids may also be strings (e.g. Amazon's reviewer ids and ASINs); they are kept verbatim.
+    schema = RAW_SCHEMA | {column: pl.String for column in ID_COLUMNS if raw[column].dtype == pl.String}
     try:
-        table = raw.select(pl.col(column).cast(dtype, strict=True) for column, dtype in RAW_SCHEMA.items())
+        table = raw.select(pl.col(column).cast(dtype, strict=True) for column, dtype in schema.items())
     except pl.exceptions.PolarsError as error:
         raise DataError(f"the raw log does not fit {RAW_SCHEMA}: {error}") from error
     nulls = {column: count for column, count in table.null_count().row(0, named=True).items() if count}
@@ -137,10 +186,24 @@ def _raw_table(raw: pl.DataFrame) -> pl.DataFrame:
     return table
 
 
-def _check_arguments(*, min_rating: float | None, duplicates: str, user_core: int, item_core: int) -> None:
+def _check_arguments(
+    *,
+    min_rating: float | None,
+    duplicates: str,
+    user_core: int,
+    item_core: int,
+    kcore_passes: int | None,
+    kcore_order: str,
+) -> None:
     for key, core in (("user_core", user_core), ("item_core", item_core)):
         if isinstance(core, bool) or not isinstance(core, numbers.Integral) or core < 1:
             raise ValueError(f"preprocess.{key} must be an integer >= 1 (1 keeps everything), got {core!r}")
+    if kcore_passes is not None and (
+        isinstance(kcore_passes, bool) or not isinstance(kcore_passes, numbers.Integral) or kcore_passes < 1
+    ):
+        raise ValueError(f"preprocess.kcore_passes must be an integer >= 1 or null, got {kcore_passes!r}")
+    if kcore_order not in KCORE_ORDERS:
+        raise ValueError(f"preprocess.kcore_order must be one of {list(KCORE_ORDERS)}, got {kcore_order!r}")
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(
             f"preprocess.duplicates must be one of {list(DUPLICATE_POLICIES)}, got {duplicates!r}"
@@ -186,8 +249,9 @@ def load_log(source: RawSource, *, cache_dir: str | None, **preprocess_kwargs) -
 
 
 def _write_cache(path: Path, interaction_log: InteractionLog, key_text: str) -> None:
-    """Events as parquet rows; item_ids, kcore_passes and stats as JSON in the file's metadata."""
+    """Events as parquet rows; user_ids, item_ids, kcore_passes and stats as JSON in the file's metadata."""
     extra = {
+        "user_ids": interaction_log.user_ids.tolist(),
         "item_ids": interaction_log.item_ids.tolist(),
         "kcore_passes": interaction_log.kcore_passes,
         "stats": interaction_log.stats,
@@ -207,8 +271,8 @@ def _read_cache(path: Path, key_text: str) -> InteractionLog | None:
         events = pl.read_parquet(path)
         if events.schema != pl.Schema({"user": pl.Int64, "item": pl.Int64, "timestamp": pl.Int64}):
             raise ValueError(f"unexpected columns {events.schema}")
-        item_ids = np.asarray(extra["item_ids"], dtype=np.int64)
-        return InteractionLog(events, item_ids, int(extra["kcore_passes"]), dict(extra["stats"]))
+        user_ids, item_ids = id_array(extra["user_ids"]), id_array(extra["item_ids"])
+        return InteractionLog(events, item_ids, int(extra["kcore_passes"]), dict(extra["stats"]), user_ids)
     except (pl.exceptions.PolarsError, OSError, ValueError, KeyError, TypeError) as error:
         log.warning("ignoring the unreadable cache file %s (%s); rebuilding it", path, error)
         return None

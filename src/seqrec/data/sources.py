@@ -67,6 +67,8 @@ GROUPLENS_RELEASES = {
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
+ID_TYPES = ("integer", "string")
+"""dataset.id_type of InteractionFile: how user and item ids are read."""
 
 
 class GroupLens:
@@ -132,8 +134,9 @@ class GroupLens:
 class InteractionFile:
     """Any interaction log in a CSV/TSV/TXT file or a parquet file.
 
-    Ids must be integers; timestamps integers (unix seconds) or datetimes (converted to unix seconds,
-    naive ones read as UTC). Without a header (has_header=False) the columns are column_1, column_2, ...
+    Ids are integers, or with id_type="string" any text kept verbatim (e.g. "0000031852" stays as it
+    is); timestamps integers (unix seconds) or datetimes (converted to unix seconds, naive ones read as
+    UTC). Without a header (has_header=False) the columns are column_1, column_2, ...
     """
 
     def __init__(
@@ -145,7 +148,11 @@ class InteractionFile:
         rating_column: str | None = None,
         separator: str = ",",
         has_header: bool = True,
+        id_type: str = "integer",
     ) -> None:
+        if id_type not in ID_TYPES:
+            raise ValueError(f"dataset.id_type must be one of {ID_TYPES}, got {id_type!r}")
+        self.id_type = id_type
         self.path = _existing_path(path)
         if self.path.is_dir() or self.path.suffix.lower() not in TEXT_SUFFIXES | {".parquet"}:
             raise DataError(
@@ -203,8 +210,8 @@ class InteractionFile:
             origin, rows = Origin(self.path, self._description(), first_line=None), None
         return pl.DataFrame(
             {
-                "user": to_integers(table[wanted["user"]], "user id", origin, rows),
-                "item": to_integers(table[wanted["item"]], "item id", origin, rows),
+                "user": self._ids(table[wanted["user"]], "user id", origin, rows),
+                "item": self._ids(table[wanted["item"]], "item id", origin, rows),
                 "timestamp": to_unix_seconds(table[wanted["timestamp"]], origin, rows),
                 "rating": (
                     to_floats(table[wanted["rating"]], "rating", origin, rows)
@@ -212,16 +219,24 @@ class InteractionFile:
                     else pl.Series([None] * table.height, dtype=pl.Float64)
                 ),
             },
-            schema=RAW_SCHEMA,
+            schema=RAW_SCHEMA | ({"user": pl.String, "item": pl.String} if self.id_type == "string" else {}),
         )
+
+    def _ids(self, values: pl.Series, what: str, origin: Origin, rows: pl.Series | None) -> pl.Series:
+        if self.id_type == "string":
+            return to_strings(values, what, origin, rows)
+        return to_integers(values, what, origin, rows)
 
     def fingerprint(self) -> str:
         options = f"columns={self.columns} separator={self.separator!r} has_header={self.has_header}"
+        options += f" id_type={self.id_type}"
         return f"InteractionFile {_file_identity(self.path)} {options}"
 
     def _description(self) -> str:
+        ids = "integer ids" if self.id_type == "integer" else "ids"
+        hint = " (text ids: set dataset.id_type=string)" if self.id_type == "integer" else ""
         return (
-            f"integer ids in columns {self.columns['user']!r}/{self.columns['item']!r} and integer or "
+            f"{ids} in columns {self.columns['user']!r}/{self.columns['item']!r}{hint} and integer or "
             f"datetime timestamps in {self.columns['timestamp']!r}"
         )
 
@@ -309,6 +324,12 @@ def to_integers(values: pl.Series, what: str, origin: Origin, rows: pl.Series | 
             f"{origin.path}: the {what} column has type {values.dtype}; {what}s must be integers."
         )
     return _cast_strict(values, pl.Int64, what, origin, rows)
+
+
+def to_strings(values: pl.Series, what: str, origin: Origin, rows: pl.Series | None = None) -> pl.Series:
+    """values [N] as String ids, surrounding whitespace stripped; DataError at the first empty one."""
+    _reject_nulls(values, what, origin, rows)
+    return values.cast(pl.String).str.strip_chars()
 
 
 def to_floats(values: pl.Series, what: str, origin: Origin, rows: pl.Series | None = None) -> pl.Series:

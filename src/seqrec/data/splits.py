@@ -105,6 +105,7 @@ def _split_data(
         num_items=log.num_items,
         item_ids=log.item_ids,
         stats=stats,
+        user_ids=log.user_ids,
     )
 
 

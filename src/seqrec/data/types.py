@@ -9,7 +9,9 @@ import polars as pl
 import torch
 
 RAW_SCHEMA = {"user": pl.Int64, "item": pl.Int64, "timestamp": pl.Int64, "rating": pl.Float64}
-"""Columns every source's `load()` returns, in file order. `rating` is null where a log has none."""
+"""Columns every source's `load()` returns, in file order. `rating` is null where a log has none.
+The ID_COLUMNS may instead be pl.String (ids such as Amazon's reviewer ids and ASINs, kept verbatim)."""
+ID_COLUMNS = ("user", "item")
 
 
 class DataError(ValueError):
@@ -20,15 +22,19 @@ class DataError(ValueError):
 class InteractionLog:
     """A filtered, re-indexed log.
 
-    events: columns user (original id, Int64), item (dense id 0..num_items-1, Int64), timestamp (Int64),
-        sorted by (user, timestamp) with ties in file order.
-    item_ids: [num_items] int64, the original id of each dense item id (ascending: rank order).
+    events: columns user (dense id 0..num_users-1, Int64), item (dense id 0..num_items-1, Int64),
+        timestamp (Int64), sorted by (user, timestamp) with ties in file order.
+    item_ids: [num_items] the original id of each dense item id (ascending: rank order); int64, or an
+        object array of str for string ids.
+    user_ids: [num_users] likewise for users; None where events.user already holds original integer
+        ids (logs built by hand).
     """
 
     events: pl.DataFrame
     item_ids: np.ndarray
     kcore_passes: int
     stats: dict = field(default_factory=dict)
+    user_ids: np.ndarray | None = None
 
     @property
     def num_items(self) -> int:
@@ -41,7 +47,8 @@ class EvalSamples:
 
     Sample s has input item_seq[history_start[s]:history_end[s]] (all of the user's earlier events;
     truncated to the last max_seq_len when batched) and target item_seq[history_end[s]] == target[s].
-    All tensors are [S] int64; `user` holds original user ids. train_end (optional): the user's events
+    All tensors are [S] int64; `user` holds the log's user ids (SplitData.original_users maps them to the
+    original ones). train_end (optional): the user's events
     that the split assigns to training are item_seq[history_start[s]:train_end[s]] (a prefix of the
     history, whether or not the training sequence was long enough to keep).
     """
@@ -63,6 +70,7 @@ class SplitData:
     item_seq: [E] int64 dense item ids of all events, grouped by user, in time order.
     train_start, train_end: [N] int64; training sequence n is item_seq[train_start[n]:train_end[n]]
         (>= 2 events). Its inputs are all but the last event and its targets all but the first.
+    item_ids, user_ids: the log's original ids (InteractionLog).
     """
 
     item_seq: torch.Tensor
@@ -73,3 +81,13 @@ class SplitData:
     num_items: int
     item_ids: np.ndarray
     stats: dict = field(default_factory=dict)
+    user_ids: np.ndarray | None = None
+
+    def original_users(self, users: torch.Tensor) -> np.ndarray:
+        """[S] original ids of the log's user ids `users` [S] (e.g. EvalSamples.user)."""
+        users = users.cpu().numpy()
+        return users if self.user_ids is None else self.user_ids[users]
+
+    def original_items(self, items: torch.Tensor) -> np.ndarray:
+        """[S] original ids of the dense item ids `items` [S]."""
+        return self.item_ids[items.cpu().numpy()]
