@@ -46,14 +46,18 @@ class AmazonReviews:
             raise self._first_bad_line() or DataError(f"could not read {self.path}: {error}") from error
         if table.height == 0:
             raise DataError(f"{self.path} holds no reviews. Expected {EXPECTED}.")
+        missing = pl.any_horizontal(pl.all().is_null()) | pl.any_horizontal(
+            pl.col(pl.String).str.strip_chars() == ""
+        )
+        if table.select(missing.any()).item():
+            raise self._first_bad_line() or DataError(
+                f"{self.path}: some reviews lack a field. Expected {EXPECTED}."
+            )
         origin = Origin(self.path, EXPECTED, first_line=None)
         columns = {}
         for column, field in FIELDS.items():
-            values = table[field]
-            if values.null_count():
-                raise self._first_bad_line() or DataError(f"{self.path}: some reviews lack {field}")
             convert = {"user": to_strings, "item": to_strings, "rating": to_floats}.get(column, to_integers)
-            columns[column] = convert(values, field, origin)
+            columns[column] = convert(table[field], field, origin)
         return pl.DataFrame(columns).select(
             pl.col(column).cast(pl.String if column in ("user", "item") else dtype)
             for column, dtype in RAW_SCHEMA.items()
