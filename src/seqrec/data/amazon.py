@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from seqrec.data.sources import Origin, _existing_path, _file_identity, to_floats, to_integers, to_strings
+from seqrec.data.sources import _existing_path, _file_identity
 from seqrec.data.types import RAW_SCHEMA, DataError
 
 FIELDS = {"user": "reviewerID", "item": "asin", "rating": "overall", "timestamp": "unixReviewTime"}
@@ -53,14 +53,8 @@ class AmazonReviews:
             raise self._first_bad_line() or DataError(
                 f"{self.path}: some reviews lack a field. Expected {EXPECTED}."
             )
-        origin = Origin(self.path, EXPECTED, first_line=None)
-        columns = {}
-        for column, field in FIELDS.items():
-            convert = {"user": to_strings, "item": to_strings, "rating": to_floats}.get(column, to_integers)
-            columns[column] = convert(table[field], field, origin)
-        return pl.DataFrame(columns).select(
-            pl.col(column).cast(pl.String if column in ("user", "item") else dtype)
-            for column, dtype in RAW_SCHEMA.items()
+        return table.select(pl.col(field).alias(column) for column, field in FIELDS.items()).select(
+            RAW_SCHEMA.keys()
         )
 
     def fingerprint(self) -> str:
