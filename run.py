@@ -1,9 +1,12 @@
 """seqrec entry point: `python run.py loss=logq split=time`, or a sweep with `python run.py -m ...`."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from seqrec.app import run
+from seqrec.config import quote_bare_characters
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -12,4 +15,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = quote_bare_characters(sys.argv[1:])  # `dataset.separator=';'` as a shell passes it
     main()

@@ -1,9 +1,12 @@
-"""preprocess against a brute-force pure-Python reference (rating filter, duplicates, iterative k-core,
-dense ids, stable order), the k-core fixed point, errors, the real ml-100k counts, and the load_log cache."""
+"""preprocess against a brute-force pure-Python reference (exact duplicate rows, rating filter, repeated
+pairs, iterative k-core, dense ids, stable order), the k-core fixed point, errors, the real ml-100k counts,
+and the load_log cache."""
 
 from __future__ import annotations
 
 import csv
+import errno
+import logging
 import os
 import random
 import time
@@ -14,9 +17,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+import seqrec.data.preprocess
 from seqrec.data.preprocess import kcore_filter, load_log, preprocess
 from seqrec.data.sources import GroupLens
 from seqrec.data.types import RAW_SCHEMA, DataError
+from seqrec.errors import UserError
 
 # The shared GroupLens file lies beside the checkout (../shared); SEQREC_ML100K points elsewhere.
 ML_100K = Path(
@@ -29,11 +34,16 @@ def raw_frame(rows: list[tuple]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row")
 
 
-def reference(rows, *, min_rating=None, duplicates="keep", user_core=5, item_core=5):
+def reference(
+    rows, *, min_rating=None, drop_exact_duplicates=True, duplicates="keep", user_core=5, item_core=5
+):
     """Pure-Python preprocessing, written from the protocol text: returns (events, item_ids, passes)."""
     events = [
         (position, *row) for position, row in enumerate(rows)
     ]  # (file position, user, item, ts, rating)
+    if drop_exact_duplicates:
+        seen = set()
+        events = [event for event in events if not (event[1:4] in seen or seen.add(event[1:4]))]
     if min_rating is not None:
         events = [event for event in events if event[4] >= min_rating]
     if duplicates != "keep":
@@ -95,6 +105,8 @@ def random_rows(seed: int, n: int = 400) -> list[tuple]:
         {"user_core": 12, "item_core": 2},  # up to 8 passes on these seeds
         {"user_core": 30, "item_core": 30},  # nothing survives
         {"user_core": 1, "item_core": 1},
+        {"user_core": 3, "item_core": 3, "drop_exact_duplicates": False},
+        {"user_core": 2, "item_core": 2, "drop_exact_duplicates": False, "duplicates": "last"},
     ],
 )
 def test_matches_pure_python_reference(seed, options):
@@ -112,6 +124,9 @@ def test_matches_pure_python_reference(seed, options):
     assert log.kcore_passes == expected_passes == log.stats["kcore_passes"]
     assert log.events.schema == pl.Schema({"user": pl.Int64, "item": pl.Int64, "timestamp": pl.Int64})
     assert log.stats["raw_events"] == len(rows)
+    distinct_events = {row[:3] for row in rows}  # (user, item, timestamp)
+    exact_copies = len(rows) - len(distinct_events) if options.get("drop_exact_duplicates", True) else 0
+    assert log.stats["exact_duplicates_dropped"] == exact_copies
     assert log.stats["interactions"] == len(expected_events)
     assert log.stats["users"] == len({event[0] for event in expected_events})
     assert log.stats["items"] == len(expected_items) == log.num_items
@@ -161,8 +176,33 @@ def test_duplicates_keep_first_and_last():
         "last": [20, 30],
     }
     for duplicates, times in kept_times.items():
-        log = preprocess(raw_frame(rows), duplicates=duplicates, user_core=1, item_core=1)
+        log = preprocess(
+            raw_frame(rows), drop_exact_duplicates=False, duplicates=duplicates, user_core=1, item_core=1
+        )
         assert log.events["timestamp"].to_list() == times
+    # By default the exact copies (same user, item, timestamp) go first: one event at 10 and one at 30 stay.
+    log = preprocess(raw_frame(rows), user_core=1, item_core=1)
+    assert log.events["timestamp"].to_list() == [10, 20, 30] and log.stats["exact_duplicates_dropped"] == 2
+
+
+def test_a_doubled_log_preprocesses_like_the_clean_one():
+    rows = random_rows(1, n=300)
+    first_rows = {}
+    for row in rows:
+        first_rows.setdefault(row[:3], row)
+    rows = list(first_rows.values())  # no exact duplicates yet
+    doubled = [row for row in rows for _ in range(2)]
+    clean, dropped = (
+        preprocess(raw_frame(rows), user_core=2, item_core=2),
+        preprocess(raw_frame(doubled), user_core=2, item_core=2),
+    )
+    assert dropped.events.equals(clean.events) and dropped.item_ids.tolist() == clean.item_ids.tolist()
+    assert (
+        dropped.stats["exact_duplicates_dropped"] == len(rows)
+        and clean.stats["exact_duplicates_dropped"] == 0
+    )
+    kept = preprocess(raw_frame(doubled), user_core=2, item_core=2, drop_exact_duplicates=False)
+    assert kept.stats["interactions"] > clean.stats["interactions"]  # what inflated the metrics before
 
 
 def test_min_rating_filters_before_kcore():
@@ -193,6 +233,7 @@ def test_empty_after_filtering_names_thresholds():
         ({"item_core": "5"}, "preprocess.item_core"),
         ({"item_core": True}, "preprocess.item_core"),
         ({"duplicates": "drop"}, "preprocess.duplicates"),
+        ({"drop_exact_duplicates": "yes"}, "preprocess.drop_exact_duplicates"),
         ({"min_rating": "4"}, "preprocess.min_rating"),
         ({"min_rating": float("nan")}, "preprocess.min_rating"),
     ],
@@ -286,6 +327,53 @@ def test_load_log_key_covers_arguments_and_fingerprint(tmp_path):
     changed = CountingSource(random_rows(4), tag="v2")
     load_log(changed, cache_dir=str(tmp_path))
     assert changed.loads == 1 and len(cache_files(tmp_path)) == 3
+
+
+def test_load_log_cache_key_covers_exact_duplicates_and_reports_them(tmp_path, caplog):
+    rows = random_rows(8)
+    source = CountingSource(rows)
+    with caplog.at_level(logging.WARNING, logger="seqrec.data.preprocess"):
+        dropped = load_log(source, cache_dir=str(tmp_path), user_core=2, item_core=2)
+        again = load_log(source, cache_dir=str(tmp_path), user_core=2, item_core=2)  # a cache hit reports too
+    copies = len(rows) - len({row[:3] for row in rows})
+    lines = [record.getMessage() for record in caplog.records]
+    assert (
+        lines
+        == [
+            f"dropped {copies} exact duplicate rows (same user, item and timestamp) of {len(rows)} raw "
+            "events; preprocess.drop_exact_duplicates=false keeps them"
+        ]
+        * 2
+    )
+    assert source.loads == 1 and again.stats == dropped.stats
+    kept = load_log(source, cache_dir=str(tmp_path), user_core=2, item_core=2, drop_exact_duplicates=False)
+    assert source.loads == 2 and kept.stats["interactions"] > dropped.stats["interactions"]
+
+
+@pytest.mark.parametrize("cache_dir", ["/proc/nonexistent/cache", "FILE/cache"])
+def test_unusable_cache_folder_is_named_and_null_suggested(tmp_path, cache_dir):
+    (tmp_path / "FILE").write_text("a file, not a folder")
+    source = CountingSource(random_rows(9))
+    with pytest.raises(UserError) as error:
+        load_log(
+            source, cache_dir=cache_dir.replace("FILE", str(tmp_path / "FILE")), user_core=2, item_core=2
+        )
+    message = str(error.value)
+    assert message.startswith("the cache folder (cache_dir)") and "cache_dir=null" in message
+    assert "\n" not in message and source.loads == 0
+
+
+def test_full_disk_while_caching_warns_and_goes_on(tmp_path, monkeypatch, caplog):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(seqrec.data.preprocess, "_write_cache", full_disk)
+    source = CountingSource(random_rows(10))
+    with caplog.at_level(logging.WARNING, logger="seqrec.data.preprocess"):
+        log = load_log(source, cache_dir=str(tmp_path), user_core=2, item_core=2)
+    assert log.stats["interactions"] > 0
+    (warning,) = [r.getMessage() for r in caplog.records if "cache folder" in r.getMessage()]
+    assert "No space left on device" in warning and "cache_dir=null" in warning
 
 
 def test_load_log_rebuilds_corrupt_cache(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from seqrec.data.sources import GROUPLENS_RELEASES, GroupLens, InteractionFile
+from seqrec.data.sources import GROUPLENS_RELEASES, GroupLens, InteractionFile, require_text_file
 from seqrec.data.types import RAW_SCHEMA, DataError
 
 EVENTS = [(3, 20, 4.0, 978300760), (1, 10, 5.0, 978300100), (3, 7, 3.5, 978300760), (2, 10, 1.0, 978000000)]
@@ -298,9 +298,10 @@ def test_interaction_file_missing_columns_lists_available_and_keys(tmp_path):
     message = str(error.value)
     assert "['userId', 'movieId', 'timestamp']" in message
     assert "dataset.user_column (now 'user')" in message and "dataset.item_column (now 'item')" in message
-    tab_separated = write_log(tmp_path / "log.tsv", "user\titem\ttimestamp\n1\t2\t3\n")
-    with pytest.raises(DataError, match="Only one column was found: is dataset.separator=',' right"):
+    tab_separated = write_log(tmp_path / "log.csv", "user\titem\ttimestamp\n1\t2\t3\n")
+    with pytest.raises(DataError, match="Only one column was found: is dataset.separator=',' right") as error:
         InteractionFile(tab_separated).load()
+    assert str(error.value).endswith("Its first line has 2 tab characters: try dataset.separator=tab.")
 
 
 @pytest.mark.parametrize(
@@ -327,12 +328,16 @@ def test_interaction_file_skips_blank_lines(tmp_path):
 
 def test_interaction_file_argument_errors(tmp_path):
     good = write_log(tmp_path / "log.csv", "user,item,timestamp\n1,2,3\n")
-    with pytest.raises(DataError, match="dataset.path must be a .csv, .tsv, .txt or .parquet"):
-        InteractionFile(write_log(tmp_path / "log.json", "{}"))
+    with pytest.raises(DataError, match="dataset.path must be a delimited text file or a .parquet file"):
+        InteractionFile(str(tmp_path))
     with pytest.raises(DataError, match="does not exist"):
         InteractionFile(str(tmp_path / "nope.csv"))
-    with pytest.raises(ValueError, match="dataset.separator"):
+    with pytest.raises(ValueError, match=r"dataset.separator must be one character .*use dataset=ml-1m"):
         InteractionFile(good, separator="::")
+    with pytest.raises(ValueError, match="dataset.separator must be one character or one of tab, "):
+        InteractionFile(good, separator="tabs")
+    with pytest.raises(ValueError, match="dataset.checksum"):
+        InteractionFile(good, checksum="0" * 32)
     with pytest.raises(ValueError, match="must be distinct"):
         InteractionFile(good, item_column="user")
 
@@ -344,3 +349,111 @@ def test_interaction_file_fingerprint_includes_file_and_options(tmp_path):
     assert InteractionFile(path, rating_column="r").fingerprint() != base
     write_log(tmp_path / "log.csv", "user,item,timestamp\n1,2,3\n4,5,6\n")
     assert InteractionFile(path).fingerprint() != base
+
+
+@pytest.mark.parametrize(
+    ("separator", "character"),
+    [("\\t", "\t"), ("tab", "\t"), ("TAB", "\t"), ("\t", "\t"), (";", ";"), ("semicolon", ";"), ("|", "|")],
+)
+def test_separators_as_users_type_them(tmp_path, separator, character):
+    """`\\t` is what `dataset.separator=\\t` or `dataset.separator="\\t"` gives on a command line."""
+    path = write_log(
+        tmp_path / "log.csv", f"user{character}item{character}timestamp\n1{character}2{character}3\n"
+    )
+    assert InteractionFile(path, separator=separator).load().select("user", "item", "timestamp").rows() == [
+        (1, 2, 3)
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".TSV"])
+def test_tsv_suffix_implies_a_tab(tmp_path, suffix):
+    path = write_log(tmp_path / f"log{suffix}", "user\titem\ttimestamp\n1\t2\t3\n")
+    assert InteractionFile(path).separator == "\t" and InteractionFile(path).load()["item"].to_list() == [2]
+    assert InteractionFile(path, separator=",").separator == ","  # an explicit separator wins
+
+
+@pytest.mark.parametrize("name", ["u.data", "ratings.dat", "log.txt", "events.log", "no_suffix"])
+def test_other_suffixes_are_read_as_delimited_text(tmp_path, name):
+    path = write_log(tmp_path / name, "1\t10\t100\n2\t20\t200\n")
+    source = InteractionFile(
+        path,
+        user_column="column_1",
+        item_column="column_2",
+        timestamp_column="column_3",
+        separator="tab",
+        has_header=False,
+    )
+    assert source.load().select("user", "item", "timestamp").rows() == [(1, 10, 100), (2, 20, 200)]
+
+
+def test_binary_garbage_gets_a_plain_message(tmp_path):
+    garbage = bytes(range(256)) * 40
+    for name in ("log.csv", "log.data"):
+        (tmp_path / name).write_bytes(garbage)
+        with pytest.raises(
+            DataError, match=r"is not a text file \(binary data: a zero byte at byte 0\); dataset.path must"
+        ):
+            InteractionFile(str(tmp_path / name)).load()
+    (tmp_path / "u.data").write_bytes(garbage)
+    with pytest.raises(DataError, match="not a text file.*must be the u.data of a MovieLens release"):
+        GroupLens("ml-100k", path=str(tmp_path / "u.data")).load()
+    (tmp_path / "latin.csv").write_bytes("user,item,timestamp\n1,2,3\n\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"is not UTF-8 text \(byte 26 is not UTF-8\).*iconv -f latin1"):
+        InteractionFile(str(tmp_path / "latin.csv")).load()
+    (tmp_path / "log.parquet").write_bytes(garbage)
+    with pytest.raises(DataError, match="is not a parquet file") as error:
+        InteractionFile(str(tmp_path / "log.parquet")).load()
+    assert "polars" not in str(error.value).lower() or "write it with polars" in str(error.value)
+
+
+def md5_of(path: Path) -> str:
+    return "md5:" + hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_local_official_zip_is_checked_against_the_published_md5(tmp_path):
+    zip_path, extracted = write_release(tmp_path, "ml-1m")  # not the real zip: its md5 differs
+    source = GroupLens("ml-1m", path=str(zip_path), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DataError) as error:
+        source.load()
+    message = str(error.value)
+    assert (
+        "does not match the official ml-1m.zip (GroupLens publishes md5:c4d9eecfca2ab87c1945afe126590906)"
+        in message
+    )
+    assert message.endswith(f"if you trust this copy pass dataset.checksum={md5_of(zip_path)}")
+    accepted = GroupLens(
+        "ml-1m", path=str(zip_path), checksum=md5_of(zip_path), cache_dir=str(tmp_path / "cache")
+    )
+    assert accepted.load().equals(expected_frame())
+    # The extracted ratings file has no published checksum: read as is.
+    assert GroupLens("ml-1m", path=str(extracted)).load().equals(expected_frame())
+
+
+def test_explicit_checksum_is_verified_for_a_local_path(tmp_path):
+    _, extracted = write_release(tmp_path, "ml-1m")
+    ratings = extracted / "ml-1m" / "ratings.dat"
+    assert GroupLens("ml-1m", path=str(ratings), checksum=md5_of(ratings)).load().equals(expected_frame())
+    with pytest.raises(
+        DataError, match=f"does not match dataset.checksum=md5:0+: its md5 is {md5_of(ratings)[4:]}"
+    ):
+        GroupLens("ml-1m", path=str(ratings), checksum="md5:" + "0" * 32).load()
+    with pytest.raises(
+        DataError, match="dataset.checksum is the digest of one file, but dataset.path=.* folder"
+    ):
+        GroupLens("ml-1m", path=str(extracted), checksum=md5_of(ratings))
+    log = Path(write_log(tmp_path / "log.csv", "user,item,timestamp\n1,2,3\n"))
+    assert InteractionFile(str(log), checksum=md5_of(log)).load()["item"].to_list() == [2]
+    sha = "sha256:" + "1" * 64
+    with pytest.raises(
+        DataError, match="Check that dataset.path is the right file; if it is, pass dataset.checksum=sha256:"
+    ):
+        InteractionFile(str(log), checksum=sha).load()
+    assert InteractionFile(str(log), checksum=sha).fingerprint() != InteractionFile(str(log)).fingerprint()
+
+
+def test_text_check_accepts_a_character_cut_by_the_first_chunk(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("u" + "é" * 40_000, encoding="utf-8")  # byte 65536 falls inside an "é"
+    require_text_file(path, "text")  # no error
+    path.write_bytes(b"u" + "é".encode() * 40_000 + b"\xff")
+    require_text_file(path, "text")  # beyond the checked head: left to the parser

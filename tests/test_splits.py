@@ -509,3 +509,21 @@ def test_ml100k_preprocess_then_time_split_matches_reference(ml100k):
     statistics = dataset_statistics(log, split)
     assert json.loads(json.dumps(statistics)) == statistics
     assert {key: statistics[key] for key in reference_stats} == reference_stats
+
+
+def test_time_split_with_all_timestamps_equal_suggests_a_split_that_works():
+    rows = [(user, item, 7) for user in range(1, 6) for item in range(5)]
+    with pytest.raises(DataError, match=r"all 25 events have the same timestamp 7.*use split=loo"):
+        TimeSplit().apply(make_log(rows, 5))
+    split = LeaveOneOutSplit().apply(make_log(rows, 5))  # the suggested fix works: file order decides
+    assert len(split.test) == 5 and split.test.target.tolist() == [4] * 5
+
+
+def test_time_split_with_a_crowded_earliest_timestamp_names_the_quantile_that_works():
+    # 8 of 10 events share the earliest timestamp, so t_valid = ts[8] would leave no training event.
+    rows = [(1, 0, 1)] * 4 + [(2, 0, 1)] * 4 + [(1, 0, 2), (2, 0, 3)]
+    with pytest.raises(
+        DataError,
+        match=r"80% of the events share the earliest timestamp; raise split.valid_quantile above 0.80",
+    ):
+        TimeSplit(valid_quantile=0.5, test_quantile=0.9, min_train_events=2).apply(make_log(rows, 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 import time
@@ -14,14 +15,18 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from seqrec.config import check_config, resolve_device
+from seqrec.config import resolve_device
 from seqrec.data.batches import pack_train_sequences, train_item_counts
 from seqrec.data.preprocess import load_log
 from seqrec.data.splits import dataset_statistics
 from seqrec.data.types import InteractionLog, SplitData
+from seqrec.intervals import LEVEL, metric_intervals
 from seqrec.losses.base import CatalogStats
+from seqrec.preflight import RunParts, build_run_parts, check_evaluation_fits, small_evaluation_warnings
 from seqrec.records import RunRecorder
 from seqrec.train import autocast_for, fit, load_checkpoint, prepare_device
+
+log = logging.getLogger(__name__)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -47,13 +52,8 @@ def run(cfg: DictConfig) -> dict:
     """Train and test one configuration; returns the test metrics. Writes the run record into Hydra's
     output directory whatever happens."""
     # Everything that can be checked without data is checked first, so a bad config wastes nothing.
-    check_config(cfg)
-    source = instantiate(cfg.dataset)
-    split_rule = instantiate(cfg.split)
-    objective = instantiate(cfg.loss)
-    evaluation = instantiate(cfg.evaluation)
-    logger = instantiate(cfg.logger)
-    instantiate(cfg.model, num_items=1)  # validates model hyperparameters before the catalog is known
+    parts = build_run_parts(cfg)
+    logger = parts.logger
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -71,6 +71,7 @@ def run(cfg: DictConfig) -> dict:
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupted)
     logger_started = False
     try:
+        save_hydra_files(run_dir, cfg)
         wandb_info = logger.start(
             config=resolved | {"choices": choices},
             name=cfg.name,
@@ -80,7 +81,7 @@ def run(cfg: DictConfig) -> dict:
         )
         logger_started = True
         recorder.update(wandb=wandb_info)
-        metrics = _train_and_test(cfg, source, split_rule, objective, evaluation, recorder, logger)
+        metrics = _train_and_test(cfg, parts, recorder)
         recorder.finish("completed")
         logger.finish(exit_code=0)
         return metrics
@@ -102,10 +103,26 @@ def _raise_interrupted(signum, frame) -> None:
     raise RunInterrupted(f"received signal {signal.Signals(signum).name}")
 
 
-def _train_and_test(cfg, source, split_rule, objective, evaluation, recorder: RunRecorder, logger) -> dict:
+def save_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
+    """Hydra's .hydra/ folder (config.yaml, hydra.yaml, overrides.yaml), written only once this run owns
+    its folder: conf/config.yaml turns Hydra's own copy off, which it would write before any check."""
+    hydra_cfg = HydraConfig.instance().cfg
+    folder = run_dir / ".hydra"
+    folder.mkdir(exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(hydra_cfg, folder / "hydra.yaml")
+    OmegaConf.save(hydra_cfg.hydra.overrides.task, folder / "overrides.yaml")
+
+
+def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
+    source, objective, evaluation, logger = parts.source, parts.objective, parts.evaluation, parts.logger
     data_started = time.perf_counter()
-    log, split, stats = prepare_data(cfg, source, split_rule)
-    recorder.update(dataset_stats=stats)
+    _, split, stats = prepare_data(cfg, source, parts.split_rule)
+    check_evaluation_fits(evaluation, split.num_items)
+    warnings = small_evaluation_warnings(stats, cfg.min_eval_samples)
+    for warning in warnings:
+        log.warning(warning)
+    recorder.update(dataset_stats=stats, warnings=warnings)
     device = resolve_device(cfg.trainer.device)
     prepare_device(device)
     max_seq_len = cfg.model.max_seq_len
@@ -150,12 +167,15 @@ def _train_and_test(cfg, source, split_rule, objective, evaluation, recorder: Ru
         split.original_users(split.test.user), split.original_items(split.test.target), test.ranks
     )
     metrics = {"best_valid": result.best_metrics, "test": test.metrics}
+    intervals = metric_intervals(test.ranks.numpy(), evaluation.ks)
+    test_ci = {"level": LEVEL, "samples": len(test.ranks), "intervals": intervals}
     if hasattr(source, "oracle_scores"):
         metrics["oracle_test"] = _oracle_metrics(source, split, evaluation, item_seq, max_seq_len)
 
     peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _peak_rss_bytes()
     recorder.update(
         metrics=metrics,
+        test_ci=test_ci,
         best_step=result.best_step,
         steps=result.steps,
         epochs=result.epochs,
@@ -172,7 +192,7 @@ def _train_and_test(cfg, source, split_rule, objective, evaluation, recorder: Ru
         },
     )
     logger.summary({f"test/{k}": v for k, v in test.metrics.items()} | {"best_step": result.best_step})
-    print(format_metrics(cfg.name, metrics))
+    print(format_metrics(cfg.name, metrics, test_ci, warnings))
     return test.metrics
 
 
@@ -192,10 +212,16 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def format_metrics(name: str, metrics: dict) -> str:
+def format_metrics(name: str, metrics: dict, test_ci: dict | None = None, warnings: list[str] = ()) -> str:
+    """The metrics block printed at the end of a run: test (and oracle) metrics, the test metrics'
+    sample-level confidence intervals, and the run's warnings."""
     lines = [f"{name}: test metrics (best validation step)"]
     for split_name in ("test", "oracle_test"):
         if split_name in metrics:
             row = "  ".join(f"{k}={v:.4f}" for k, v in metrics[split_name].items())
             lines.append(f"  {split_name:<11} {row}")
+    if test_ci is not None:
+        row = "  ".join(f"{k}=[{low:.4f}, {high:.4f}]" for k, (low, high) in test_ci["intervals"].items())
+        lines.append(f"  test {test_ci['level']:.0%} CI over {test_ci['samples']} test samples: {row}")
+    lines += [f"  warning: {warning}" for warning in warnings]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ import polars as pl
 from scipy import stats
 
 from seqrec.data.types import DataError
+from seqrec.run_status import effective_status
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _run_from_json(run_json: Path) -> RunRecord | SkippedRun:
         return SkippedRun(location, f"unreadable {RUN_FILE} ({error})")
     if not isinstance(record, dict):
         return SkippedRun(location, f"{RUN_FILE} is not a JSON object")
-    status = record.get("status")
+    status = effective_status(record)  # "died" for a "running" run whose process is gone
     if status != "completed":
         error = record.get("error")
         return SkippedRun(location, f"status {status!r}" + (f": {error}" if error else ""))

@@ -1,24 +1,31 @@
-"""Config schema (Hydra ConfigStore) and the value checks that run before any data is read.
+"""Config schema (Hydra ConfigStore) and the checks that run before any data is read.
 
 Groups whose options name a `_target_` (dataset, split, model, loss, evaluation, logger) are checked by
-their classes' constructors; the plain sections (trainer, preprocess) are typed here.
+their classes' constructors, and their keys against the constructors' parameters; the plain sections
+(trainer, preprocess) are typed here. Hydra's `+key=value` adds keys that no schema knows, so every key
+of the composed config is checked here too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import inspect
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from hydra.utils import get_object
+from omegaconf import MISSING, DictConfig, ListConfig
 
 from seqrec.data.preprocess import DUPLICATE_POLICIES, KCORE_ORDERS
+from seqrec.errors import ConfigError
 
 
 @dataclass
 class PreprocessConfig:
     min_rating: float | None = None
+    drop_exact_duplicates: bool = True
     duplicates: str = "keep"
     user_core: int = 5
     item_core: int = 5
@@ -86,15 +93,94 @@ class SeqrecConfig:
     seed: int = 0
     cache_dir: str | None = None
     name: str = "run"
+    min_eval_samples: int = 100
 
 
 ConfigStore.instance().store(name="seqrec_schema", node=SeqrecConfig)
 
 DEVICES = ("auto", "cpu", "cuda")
+METRIC_NAMES = ("dcg", "hitrate", "coverage")
+"""The metrics seqrec.metrics.RankingMetrics computes at every cut-off k of evaluation.ks."""
+TARGET_GROUPS = ("dataset", "split", "model", "loss", "evaluation", "logger")
+_HYDRA_INSTANTIATE_KEYS = {"_target_", "_recursive_", "_convert_", "_partial_", "_args_"}
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Reject impossible values of the typed sections, naming the key and what to do."""
+    """Reject unknown keys and impossible values, naming the key and what to do (one ConfigError line)."""
+    problems = unknown_keys(cfg)
+    if problems:  # the value checks below could trip over a misplaced key
+        raise ConfigError("; ".join(problems))
+    problems = _value_problems(cfg) + _metric_problems(cfg)
+    if problems:
+        raise ConfigError("invalid config: " + "; ".join(problems))
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """One message per key that nothing reads: not in the schema of its section, not a parameter of its
+    section's `_target_`. The `hydra` section is Hydra's own and is left to it."""
+    problems = []
+    top_level = {f.name for f in fields(SeqrecConfig)}
+    problems += _unknown([key for key in cfg.keys() if key != "hydra"], top_level, "")
+    for section, schema in (("trainer", TrainerConfig), ("preprocess", PreprocessConfig)):
+        if isinstance(cfg.get(section), DictConfig):
+            problems += _unknown(list(cfg[section].keys()), {f.name for f in fields(schema)}, f"{section}.")
+    for group in TARGET_GROUPS:
+        node = cfg.get(group)
+        if isinstance(node, DictConfig):
+            problems += _unknown_target_keys(node, f"{group}.")
+    return problems
+
+
+def _unknown(keys: list[str], valid: set[str], prefix: str) -> list[str]:
+    problems = []
+    for key in keys:
+        if key in valid:
+            continue
+        close = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.5)
+        listed = sorted(v for v in valid if not v.startswith("_"))  # not Hydra's own _target_ etc.
+        hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(listed)}"
+        problems.append(f"unknown config key {prefix}{key} ({hint}); fix or remove it")
+    return problems
+
+
+def _unknown_target_keys(node: DictConfig, prefix: str) -> list[str]:
+    """Keys of a `_target_` node that its class does not take (none if it takes **kwargs)."""
+    if "_target_" not in node:
+        return []
+    try:
+        parameters = inspect.signature(get_object(str(node._target_))).parameters
+    except (ImportError, ValueError, TypeError) as error:
+        return [f"{prefix}_target_={node._target_} cannot be loaded ({error}); check the name"]
+    problems = []
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        problems += _unknown(list(node.keys()), set(parameters) | _HYDRA_INSTANTIATE_KEYS, prefix)
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            problems += _unknown_target_keys(child, f"{prefix}{key}.")
+    return problems
+
+
+def _metric_problems(cfg: DictConfig) -> list[str]:
+    """evaluation.ks must be a list of cut-offs, and trainer.select_metric one of the metrics they give."""
+    ks = cfg.evaluation.get("ks") if isinstance(cfg.get("evaluation"), DictConfig) else None
+    if ks is None:
+        return []
+    if not isinstance(ks, ListConfig):
+        return [f"evaluation.ks must be a list of cut-offs, got {ks!r}: write evaluation.ks=[{ks}] or [5,10]"]
+    select_metric = str(cfg.trainer.select_metric)
+    valid = [f"{name}@{k}" for name in METRIC_NAMES for k in ks]
+    if select_metric in valid:
+        return []
+    name, _, k = select_metric.partition("@")
+    fix = f"add {k} to evaluation.ks or pick one of {', '.join(valid)}"
+    if name not in METRIC_NAMES or not k.isdigit():
+        fix = f"metrics are {'/'.join(METRIC_NAMES)}@k, k in evaluation.ks: pick one of {', '.join(valid)}"
+    return [f"trainer.select_metric={select_metric} is not computed with evaluation.ks={list(ks)}; {fix}"]
+
+
+def _value_problems(cfg: DictConfig) -> list[str]:
+    """Impossible values of the typed sections."""
     trainer, preprocess = cfg.trainer, cfg.preprocess
     problems = []
 
@@ -136,8 +222,22 @@ def check_config(cfg: DictConfig) -> None:
     if preprocess.kcore_order not in KCORE_ORDERS:
         order = preprocess.kcore_order
         problems.append(f"preprocess.kcore_order must be one of {KCORE_ORDERS}, got {order!r}")
-    if problems:
-        raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+    if cfg.min_eval_samples < 0:
+        problems.append(f"min_eval_samples must be >= 0 (0 never warns), got {cfg.min_eval_samples}")
+    return problems
+
+
+def quote_bare_characters(arguments: list[str]) -> list[str]:
+    """Command-line overrides with a one-character value that Hydra's grammar rejects or strips (`;`, `,`,
+    a space or a tab, as a shell passes `dataset.separator=';'`) quoted, so that they mean that character."""
+    quoted = []
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        bare_character = len(value) == 1 and not value.isalnum() and value not in "'\""
+        if equals and bare_character and not key.startswith("-"):
+            argument = f"{key}='{value}'" if value != "\\" else f"{key}='\\\\'"
+        quoted.append(argument)
+    return quoted
 
 
 def resolve_device(name: str) -> torch.device:

@@ -2,6 +2,9 @@
 
 A run directory holds run.json (status, config, stats, metrics, timings), history.jsonl (one line per
 validation) and test_ranks.parquet (the 1-based rank of every test target).
+
+A process killed by the OS (out of memory, SIGKILL) cannot write its final status, so run.json also
+names the process (host, pid, start time); seqrec.run_status.effective_status reports such a run as "died".
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ import numpy as np
 import polars as pl
 import torch
 
+from seqrec.errors import UserError
+from seqrec.folders import describe_os_error
+from seqrec.run_status import process_identity
+
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.jsonl"
 RANKS_FILE = "test_ranks.parquet"
 CHECKPOINT_FILE = "best.pt"
 
 
-class RunDirectoryInUse(RuntimeError):
+class RunDirectoryInUse(UserError, RuntimeError):
     """The output directory already holds a run record; results are never overwritten."""
 
 
@@ -104,13 +111,7 @@ class RunRecorder:
         return self.run_dir / CHECKPOINT_FILE
 
     def start(self, **fields: Any) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        existing = self.run_dir / RUN_FILE
-        if existing.exists():
-            raise RunDirectoryInUse(
-                f"{self.run_dir} already holds a run record ({existing}); seqrec never overwrites results. "
-                "Pick a new output folder (hydra.run.dir=...) or move the old run away."
-            )
+        check_new_run_dir(self.run_dir)
         self.started = time.time()
         self.record = {
             "status": "running",
@@ -118,12 +119,21 @@ class RunRecorder:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "finished_at": None,
             "run_dir": str(self.run_dir.resolve()),
+            "process": process_identity(),
             "versions": software_versions(),
             "git_revision": git_revision(),
             **fields,
         }
-        (self.run_dir / HISTORY_FILE).touch()
-        self._write()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / HISTORY_FILE).touch()
+            self._write()
+        except OSError as error:
+            raise UserError(
+                f"cannot write the run record into the run folder {self.run_dir}: "
+                f"{describe_os_error(error)}. Run from a writable folder or set hydra.run.dir=DIR "
+                "(hydra.sweep.dir=DIR with -m)."
+            ) from error
 
     def update(self, **fields: Any) -> None:
         self.record.update(fields)
@@ -154,3 +164,13 @@ class RunRecorder:
 
     def _write(self) -> None:
         write_json_atomic(self.run_dir / RUN_FILE, self.record)
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """RunDirectoryInUse if `run_dir` already holds a run record."""
+    existing = Path(run_dir) / RUN_FILE
+    if existing.exists():
+        raise RunDirectoryInUse(
+            f"{run_dir} already holds a run record ({existing}); seqrec never overwrites results. "
+            "Pick a new output folder (hydra.run.dir=...) or move the old run away."
+        )

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import CompactHydraException
 
 from seqrec.app import prepare_data
-from seqrec.config import check_config
+from seqrec.config import check_config, quote_bare_characters
+from seqrec.errors import one_line
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -27,7 +29,7 @@ def compose_config(overrides: list[str]):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = compose_config(list(sys.argv[1:] if argv is None else argv))
+    cfg = compose_config(quote_bare_characters(list(sys.argv[1:] if argv is None else argv)))
     check_config(cfg)
     _, _, stats = prepare_data(cfg)
     print(json.dumps(stats, indent=2))
@@ -35,4 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CompactHydraException as error:  # bad input (seqrec's UserError too): one line, no traceback
+        sys.exit(f"error: {one_line(str(error))}")

@@ -44,6 +44,21 @@ def file_digest(path: Path, algorithm: str) -> str:
         return hashlib.file_digest(file, algorithm).hexdigest()
 
 
+def verify_file(path: Path, checksum: str, expected_what: str, fix: str) -> None:
+    """DataError unless the file's digest matches `checksum` ("md5:<hex>" / "sha256:<hex>").
+
+    The message says the file does not match `expected_what`, then `fix` followed by the file's own
+    checksum, so a user who trusts the file can pass it as dataset.checksum.
+    """
+    algorithm, expected = parse_checksum(checksum)
+    actual = file_digest(path, algorithm)
+    if actual != expected:
+        raise DataError(
+            f"{path} does not match {expected_what}: its {algorithm} is {actual}. "
+            f"{fix} dataset.checksum={algorithm}:{actual}"
+        )
+
+
 def fetch(url: str, destination: Path, checksum: str | None, progress: bool = True) -> Path:
     """Download `url` to `destination` and return it.
 

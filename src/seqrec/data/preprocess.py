@@ -1,4 +1,5 @@
-"""Raw log -> InteractionLog: rating filter, duplicates, k-core, dense user and item ids, (user, time) order.
+"""Raw log -> InteractionLog: exact duplicate rows, rating filter, repeated pairs, k-core, dense user and
+item ids, (user, time) order.
 
 `load_log` adds a parquet cache of the result, keyed by the source's fingerprint and the arguments.
 """
@@ -10,7 +11,6 @@ import inspect
 import json
 import logging
 import numbers
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import polars as pl
 from seqrec.data.download import atomic_writer
 from seqrec.data.sources import RawSource
 from seqrec.data.types import ID_COLUMNS, RAW_SCHEMA, DataError, InteractionLog
+from seqrec.folders import describe_os_error, require_writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def preprocess(
     raw: pl.DataFrame,
     *,
     min_rating: float | None = None,
+    drop_exact_duplicates: bool = True,
     duplicates: str = "keep",
     user_core: int = 5,
     item_core: int = 5,
@@ -106,13 +108,16 @@ def preprocess(
 ) -> InteractionLog:
     """Filter and re-index a raw log (RAW_SCHEMA columns, file order; ids integers or strings).
 
-    1. drop events with rating < min_rating (when given); 2. duplicates: "keep", "first" or "last";
+    0. drop_exact_duplicates: keep only the first of rows with the same user, item and timestamp (a
+    copied event would be its own test target and inflate every metric); 1. drop events with rating <
+    min_rating (when given); 2. duplicates, repeated (user, item) pairs: "keep", "first" or "last";
     3. k-core (kcore_filter: until a fixed point, or kcore_passes passes in kcore_order); 4. dense user
     and item ids by rank of the original id (smallest -> 0), the originals kept in user_ids and
     item_ids; 5. stable sort by (user, timestamp), ties in file order.
     """
     _check_arguments(
         min_rating=min_rating,
+        drop_exact_duplicates=drop_exact_duplicates,
         duplicates=duplicates,
         user_core=user_core,
         item_core=item_core,
@@ -120,6 +125,9 @@ def preprocess(
         kcore_order=kcore_order,
     )
     table = _raw_table(raw).with_row_index(_ROW)
+    if drop_exact_duplicates:
+        table = table.unique(["user", "item", "timestamp"], keep="first", maintain_order=True)
+    exact_duplicates_dropped = raw.height - table.height
     if min_rating is not None:
         if table["rating"].null_count() == table.height:
             raise DataError(
@@ -142,6 +150,7 @@ def preprocess(
     events = table.with_columns(dense).sort(["user", "timestamp", _ROW]).select("user", "item", "timestamp")
     stats = {
         "raw_events": raw.height,
+        "exact_duplicates_dropped": exact_duplicates_dropped,
         "users": len(user_ids),
         "items": len(item_ids),
         "interactions": events.height,
@@ -152,6 +161,7 @@ def preprocess(
         "user_core": user_core,
         "item_core": item_core,
         "min_rating": min_rating,
+        "drop_exact_duplicates": drop_exact_duplicates,
         "duplicates": duplicates,
     }
     return InteractionLog(
@@ -189,12 +199,17 @@ def _raw_table(raw: pl.DataFrame) -> pl.DataFrame:
 def _check_arguments(
     *,
     min_rating: float | None,
+    drop_exact_duplicates: bool,
     duplicates: str,
     user_core: int,
     item_core: int,
     kcore_passes: int | None,
     kcore_order: str,
 ) -> None:
+    if not isinstance(drop_exact_duplicates, bool):
+        raise ValueError(
+            f"preprocess.drop_exact_duplicates must be true or false, got {drop_exact_duplicates!r}"
+        )
     for key, core in (("user_core", user_core), ("item_core", item_core)):
         if isinstance(core, bool) or not isinstance(core, numbers.Integral) or core < 1:
             raise ValueError(f"preprocess.{key} must be an integer >= 1 (1 keeps everything), got {core!r}")
@@ -219,7 +234,7 @@ def load_log(source: RawSource, *, cache_dir: str | None, **preprocess_kwargs) -
 
     The cache key hashes `source.fingerprint()` and the preprocess arguments (defaults filled in). A
     hit never calls `source.load()`. Unreadable cache files are ignored and rewritten; `cache_dir=None`
-    disables the cache.
+    disables the cache. Dropped exact duplicate rows are reported in one warning line.
     """
     try:
         arguments = inspect.signature(preprocess).bind(None, **preprocess_kwargs)
@@ -231,20 +246,42 @@ def load_log(source: RawSource, *, cache_dir: str | None, **preprocess_kwargs) -
     arguments.apply_defaults()
     options = {name: value for name, value in arguments.arguments.items() if name != "raw"}
     _check_arguments(**options)
+    interaction_log = _cached_log(source, cache_dir, options)
+    dropped = interaction_log.stats.get("exact_duplicates_dropped", 0)
+    if dropped:
+        log.warning(
+            "dropped %d exact duplicate rows (same user, item and timestamp) of %d raw events; "
+            "preprocess.drop_exact_duplicates=false keeps them",
+            dropped,
+            interaction_log.stats["raw_events"],
+        )
+    return interaction_log
+
+
+def _cached_log(source: RawSource, cache_dir: str | None, options: dict) -> InteractionLog:
     if cache_dir is None:
         return preprocess(source.load(), **options)
-
+    fix = "Set cache_dir=null to run without a cache, or cache_dir=DIR."
+    folder = require_writable_folder(cache_dir, "the cache folder (cache_dir)", fix)
     key_text = json.dumps(
         {"format": CACHE_FORMAT, "source": source.fingerprint(), "preprocess": options}, sort_keys=True
     )
-    cache_path = _expand(cache_dir) / f"log-{hashlib.sha256(key_text.encode()).hexdigest()[:20]}.parquet"
+    cache_path = folder / f"log-{hashlib.sha256(key_text.encode()).hexdigest()[:20]}.parquet"
     if cache_path.is_file():
         cached = _read_cache(cache_path, key_text)
         if cached is not None:
             log.info("using the cached processed log %s", cache_path)
             return cached
     interaction_log = preprocess(source.load(), **options)
-    _write_cache(cache_path, interaction_log, key_text)
+    try:
+        _write_cache(cache_path, interaction_log, key_text)
+    except OSError as error:  # e.g. a full disk: the log is in memory, so the run goes on without the cache
+        log.warning(
+            "could not write the processed log into the cache folder (cache_dir) %s: %s; continuing without "
+            "caching it. Free space there, or set cache_dir=null or cache_dir=DIR.",
+            folder,
+            describe_os_error(error),
+        )
     return interaction_log
 
 
@@ -276,7 +313,3 @@ def _read_cache(path: Path, key_text: str) -> InteractionLog | None:
     except (pl.exceptions.PolarsError, OSError, ValueError, KeyError, TypeError) as error:
         log.warning("ignoring the unreadable cache file %s (%s); rebuilding it", path, error)
         return None
-
-
-def _expand(path: str) -> Path:
-    return Path(os.path.expandvars(os.path.expanduser(str(path))))

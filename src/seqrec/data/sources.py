@@ -11,8 +11,9 @@ from typing import Protocol
 
 import polars as pl
 
-from seqrec.data.download import extract_member, fetch, parse_checksum
+from seqrec.data.download import extract_member, fetch, parse_checksum, verify_file
 from seqrec.data.types import RAW_SCHEMA, DataError
+from seqrec.folders import describe_os_error, require_writable_folder
 
 # Reads every line whole: a separator byte that never occurs in text, and no quoting.
 _LINE_SEPARATOR = "\x1f"
@@ -66,9 +67,11 @@ GROUPLENS_RELEASES = {
 }
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
 
-TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
 ID_TYPES = ("integer", "string")
 """dataset.id_type of InteractionFile: how user and item ids are read."""
+SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}
+"""Names accepted for dataset.separator besides the character itself (a shell passes `\t` for a tab)."""
+TEXT_CHECK_BYTES = 1 << 16
 
 
 class GroupLens:
@@ -77,6 +80,8 @@ class GroupLens:
     With `path` (the official zip, its extracted folder, or the ratings file itself) nothing is
     downloaded. Without it the official zip is fetched into `cache_dir` and checked against the
     published MD5 (or `checksum`, "md5:<hex>" / "sha256:<hex>"; a custom `url` has no default checksum).
+    A local zip is checked against the published MD5 too, and a local file against `checksum` when given;
+    a repackaged copy you trust is accepted by passing its own digest as `checksum`.
     """
 
     def __init__(
@@ -85,21 +90,31 @@ class GroupLens:
         path: str | None = None,
         url: str | None = None,
         checksum: str | None = None,
-        cache_dir: str = "~/.cache/seqrec",
+        cache_dir: str | None = "~/.cache/seqrec",
     ) -> None:
         if name not in GROUPLENS_RELEASES:
             raise DataError(f"dataset.name must be one of {', '.join(GROUPLENS_RELEASES)}; got {name!r}")
         release = GROUPLENS_RELEASES[name]
+        self.published_checksum = f"md5:{release.md5}" if url is None and release.md5 is not None else None
         if checksum is not None:
             _check_checksum(checksum)
-        elif url is None and release.md5 is not None:
-            checksum = f"md5:{release.md5}"
         self.name = name
         self.ratings_format = release.ratings
         self.path = _existing_path(path) if path is not None else None
+        if checksum is not None and self.path is not None and self.path.is_dir():
+            raise DataError(
+                f"dataset.checksum is the digest of one file, but dataset.path={self.path} is a folder; "
+                "point dataset.path at the zip or the ratings file, or set dataset.checksum=null."
+            )
         self.url = url or GROUPLENS_URL.format(name=name)
-        self.checksum = checksum
-        self.cache_dir = _expand(cache_dir)
+        self.checksum_given = checksum is not None
+        self.checksum = checksum if checksum is not None else self.published_checksum
+        self.cache_dir = _expand(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is None and (self.path is None or self.path.suffix.lower() == ".zip"):
+            raise DataError(
+                f"dataset={name} needs a folder for the zip and its ratings, but cache_dir is null; set "
+                "cache_dir=DIR, or pass the extracted folder or ratings file as dataset.path."
+            )
 
     def load(self) -> pl.DataFrame:
         """The ratings in RAW_SCHEMA columns, in file order."""
@@ -109,14 +124,33 @@ class GroupLens:
         if self.path is None:
             return f"GroupLens {self.name} url={self.url} checksum={self.checksum}"
         local = self._ratings_file() if self.path.is_dir() else self.path
-        return f"GroupLens {self.name} {_file_identity(local)}"
+        return f"GroupLens {self.name} {_file_identity(local)} checksum={self._local_checksum()}"
+
+    def _local_checksum(self) -> str | None:
+        """What the local file must match: `checksum` if given, else the published one for an official zip."""
+        if self.path is None or self.path.is_dir():
+            return None
+        if self.checksum_given:
+            return self.checksum
+        return self.published_checksum if self.path.suffix.lower() == ".zip" else None  # only zips have one
+
+    def _verify_local_copy(self) -> None:
+        expected = self._local_checksum()
+        if expected is None:
+            return
+        if not self.checksum_given:
+            what = f"the official {self.name}.zip (GroupLens publishes {expected})"
+            fix = "It is damaged or repackaged: download it again, or if you trust this copy pass"
+        else:
+            what = f"dataset.checksum={expected}"
+            fix = "Check that dataset.path is the right file; if it is, pass"
+        verify_file(self.path, expected, what, fix)
 
     def _ratings_file(self) -> Path:
         """The ratings file to parse, fetching and extracting the zip where needed."""
         file_name = self.ratings_format.file_name
         if self.path is None:
-            zip_path = fetch(self.url, self.cache_dir / f"{self.name}.zip", self.checksum)
-            return extract_member(zip_path, file_name, self.cache_dir)
+            return self._from_zip(file_name)
         if self.path.is_dir():
             candidates = [self.path / file_name, *sorted(self.path.glob(f"*/{file_name}"))]
             found = [candidate for candidate in candidates if candidate.is_file()]
@@ -126,17 +160,31 @@ class GroupLens:
                     f"down). Point dataset.path at the {self.name} zip, its extracted folder or {file_name}."
                 )
             return found[0]
-        if self.path.suffix.lower() == ".zip":
-            return extract_member(self.path, file_name, self.cache_dir)
-        return self.path
+        self._verify_local_copy()
+        return self._from_zip(file_name) if self.path.suffix.lower() == ".zip" else self.path
+
+    def _from_zip(self, file_name: str) -> Path:
+        """Download and verify the zip unless there is a local one; extract the ratings into cache_dir."""
+        fix = "Set cache_dir=DIR (a writable folder with space) or pass the extracted folder as dataset.path."
+        require_writable_folder(self.cache_dir, "the cache folder (cache_dir)", fix)
+        try:
+            zip_path = self.path or fetch(self.url, self.cache_dir / f"{self.name}.zip", self.checksum)
+            return extract_member(zip_path, file_name, self.cache_dir)
+        except OSError as error:  # e.g. the disk filled up while writing
+            raise DataError(
+                f"could not write into the cache folder (cache_dir) {self.cache_dir}: "
+                f"{describe_os_error(error)}. {fix}"
+            ) from error
 
 
 class InteractionFile:
-    """Any interaction log in a CSV/TSV/TXT file or a parquet file.
+    """Any interaction log in a parquet file (`.parquet`) or a delimited text file (any other suffix).
 
     Ids are integers, or with id_type="string" any text kept verbatim (e.g. "0000031852" stays as it
     is); timestamps integers (unix seconds) or datetimes (converted to unix seconds, naive ones read as
     UTC). Without a header (has_header=False) the columns are column_1, column_2, ...
+    separator: one character or a name in SEPARATOR_NAMES; None means a tab for `.tsv`, else a comma.
+    checksum: "md5:<hex>" or "sha256:<hex>" of the file, verified before it is read (None: not checked).
     """
 
     def __init__(
@@ -146,21 +194,24 @@ class InteractionFile:
         item_column: str = "item",
         timestamp_column: str = "timestamp",
         rating_column: str | None = None,
-        separator: str = ",",
+        separator: str | None = None,
         has_header: bool = True,
         id_type: str = "integer",
+        checksum: str | None = None,
     ) -> None:
         if id_type not in ID_TYPES:
             raise ValueError(f"dataset.id_type must be one of {ID_TYPES}, got {id_type!r}")
         self.id_type = id_type
         self.path = _existing_path(path)
-        if self.path.is_dir() or self.path.suffix.lower() not in TEXT_SUFFIXES | {".parquet"}:
+        if self.path.is_dir():
             raise DataError(
-                f"dataset.path must be a .csv, .tsv, .txt or .parquet file, got {self.path}. "
-                f"For a MovieLens release use the GroupLens source."
+                f"dataset.path must be a delimited text file or a .parquet file, not the folder {self.path}. "
+                "For a MovieLens release use dataset=ml-100k (or ml-1m, ...)."
             )
-        if len(separator.encode()) != 1:
-            raise ValueError(f"dataset.separator must be a single one-byte character, got {separator!r}")
+        if checksum is not None:
+            _check_checksum(checksum)
+        self.checksum = checksum
+        self.separator = parse_separator(separator, self.path)
         self.columns = {
             "user": user_column,
             "item": item_column,
@@ -173,15 +224,20 @@ class InteractionFile:
                 "dataset.user_column, item_column, timestamp_column and rating_column must be distinct, "
                 f"non-empty column names; got {self.columns}"
             )
-        self.separator = separator
         self.has_header = has_header
 
     @property
     def is_text(self) -> bool:
-        return self.path.suffix.lower() in TEXT_SUFFIXES
+        return self.path.suffix.lower() != ".parquet"
 
     def load(self) -> pl.DataFrame:
         """The log in RAW_SCHEMA columns, in file order; blank lines are skipped."""
+        if self.checksum is not None:
+            verify_file(self.path, self.checksum, f"dataset.checksum={self.checksum}", _RIGHT_FILE)
+        if self.is_text:
+            require_text_file(self.path, "a delimited text file (CSV/TSV) or a .parquet file")
+        else:
+            _require_parquet_file(self.path)
         wanted = {role: column for role, column in self.columns.items() if column is not None}
         try:
             lazy = (
@@ -230,7 +286,7 @@ class InteractionFile:
     def fingerprint(self) -> str:
         options = f"columns={self.columns} separator={self.separator!r} has_header={self.has_header}"
         options += f" id_type={self.id_type}"
-        return f"InteractionFile {_file_identity(self.path)} {options}"
+        return f"InteractionFile {_file_identity(self.path)} {options} checksum={self.checksum}"
 
     def _description(self) -> str:
         ids = "integer ids" if self.id_type == "integer" else "ids"
@@ -246,6 +302,7 @@ class InteractionFile:
         message += f"Set {settings}."
         if self.is_text and len(available) == 1:
             message += f" Only one column was found: is dataset.separator={self.separator!r} right?"
+            message += _separator_hint(self.path, self.separator)
         if self.is_text and not self.has_header:
             message += " Without a header (dataset.has_header=false) the columns are column_1, column_2, ..."
         return message
@@ -267,9 +324,74 @@ class Origin:
         return DataError(f"{self.path}, {where}: {problem}. Expected {self.expected}.")
 
 
+_RIGHT_FILE = "Check that dataset.path is the right file; if it is, pass"
+
+
+def parse_separator(separator: str | None, path: Path) -> str:
+    """The one-byte field separator that dataset.separator names (see SEPARATOR_NAMES)."""
+    if separator is None:
+        return "\t" if path.suffix.lower() == ".tsv" else ","
+    value = SEPARATOR_NAMES.get(separator.lower() if len(separator) > 1 else separator, separator)
+    if len(value.encode()) != 1:
+        hint = " (MovieLens ratings.dat: use dataset=ml-1m or ml-10m)" if separator == "::" else ""
+        raise ValueError(
+            f"dataset.separator must be one character or one of {', '.join(SEPARATOR_NAMES)}; "
+            f"got {separator!r}{hint}"
+        )
+    return value
+
+
+def _separator_hint(path: Path, separator: str) -> str:
+    """' It contains tabs: try dataset.separator=tab.' when the first line has another common separator."""
+    with open(path, encoding="utf-8", errors="replace") as file:
+        first_line = file.readline()
+    counts = {}
+    for name, value in SEPARATOR_NAMES.items():
+        if value != separator and value not in counts.values():
+            counts[name] = first_line.count(value)
+    name = max(counts, key=counts.get)
+    if counts[name] == 0:
+        return ""
+    return f" Its first line has {counts[name]} {name} characters: try dataset.separator={name}."
+
+
+def require_text_file(path: Path, expected: str) -> None:
+    """DataError unless the file's first bytes are UTF-8 text (binary data would reach the parser)."""
+    with open(path, "rb") as file:
+        head = file.read(TEXT_CHECK_BYTES)
+    if b"\0" in head:
+        raise DataError(
+            f"{path} is not a text file (binary data: a zero byte at byte {head.index(0)}); dataset.path "
+            f"must be {expected}: point it at the interaction log itself."
+        )
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.reason != "unexpected end of data" or len(head) < TEXT_CHECK_BYTES:  # not just cut off
+            raise DataError(
+                f"{path} is not UTF-8 text (byte {error.start} is not UTF-8); dataset.path must be "
+                f"{expected}: convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+            ) from error
+
+
+def _require_parquet_file(path: Path) -> None:
+    """DataError unless the file starts and ends with the parquet magic bytes."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        head = file.read(4)
+        file.seek(max(size - 4, 0))
+        tail = file.read(4)
+    if size < 8 or head != b"PAR1" or tail != b"PAR1":
+        raise DataError(
+            f"{path} is not a parquet file (it does not begin and end with PAR1); write it with polars, "
+            "pandas or pyarrow, or give a delimited text file with another suffix."
+        )
+
+
 def read_grouplens_ratings(path: Path, ratings_format: RatingsFormat) -> pl.DataFrame:
     """Parse a GroupLens ratings file (`ratings_format`) into RAW_SCHEMA columns, in file order."""
     origin = Origin(path, f"{ratings_format.description} (does dataset.name match this file?)", first_line=1)
+    require_text_file(path, f"the {ratings_format.file_name} of a MovieLens release")
     try:
         lines = pl.read_csv(
             path, has_header=False, separator=_LINE_SEPARATOR, quote_char=None, schema={"line": pl.String}

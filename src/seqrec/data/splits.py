@@ -147,6 +147,11 @@ class TimeSplit:
         blocks = _user_blocks(log)
         sorted_ts = np.sort(blocks.timestamp)
         num_events = len(sorted_ts)
+        if sorted_ts[0] == sorted_ts[-1]:
+            raise DataError(
+                f"time split: all {num_events} events have the same timestamp {sorted_ts[0]}, so none is "
+                "before another; use split=loo (each user's last events, in file order) or real timestamps"
+            )
         t_valid = int(sorted_ts[int(num_events * self.valid_quantile)])
         t_test = int(sorted_ts[int(num_events * self.test_quantile)])
 
@@ -162,6 +167,12 @@ class TimeSplit:
         valid_index = np.flatnonzero(~is_train & (blocks.timestamp < t_test) & has_history)
         test_index = np.flatnonzero((blocks.timestamp >= t_test) & has_history)
 
+        if not is_train.any():
+            share = float(np.mean(sorted_ts == sorted_ts[0]))
+            raise DataError(
+                f"time split: no event is before t_valid={t_valid}: {share:.0%} of the events share the "
+                f"earliest timestamp; raise split.valid_quantile above {share:.2f} or use split=loo"
+            )
         if len(train_start) == 0:
             raise DataError(
                 f"time split: no user has >= {self.min_train_events} events before t_valid={t_valid}; "
@@ -171,7 +182,7 @@ class TimeSplit:
             raise DataError(
                 f"time split: no validation samples (events in [t_valid={t_valid}, t_test={t_test}) with "
                 f">= {self.min_history} earlier events); widen the gap between split.valid_quantile and "
-                "split.test_quantile or lower split.min_history"
+                "split.test_quantile, lower split.min_history, or use split=loo"
             )
         if len(test_index) == 0:
             raise DataError(

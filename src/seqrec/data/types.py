@@ -8,13 +8,15 @@ import numpy as np
 import polars as pl
 import torch
 
+from seqrec.errors import UserError
+
 RAW_SCHEMA = {"user": pl.Int64, "item": pl.Int64, "timestamp": pl.Int64, "rating": pl.Float64}
 """Columns every source's `load()` returns, in file order. `rating` is null where a log has none.
 The ID_COLUMNS may instead be pl.String (ids such as Amazon's reviewer ids and ASINs, kept verbatim)."""
 ID_COLUMNS = ("user", "item")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data or data settings; the message says what is wrong and how to fix it."""
 
 

@@ -1,0 +1,112 @@
+"""Checks before work: the config (unknown keys, values, every group's constructor) and the output folders
+before a run starts, and the data against the evaluation settings right after loading, before training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from seqrec.config import check_config
+from seqrec.errors import ConfigError, UserError, one_line
+from seqrec.folders import require_writable_folder
+from seqrec.records import RUN_FILE, check_new_run_dir
+
+SWEEP_FILE = "multirun.yaml"  # what Hydra writes at the root of a sweep folder
+CACHE_FIX = "Set cache_dir=null to run without a cache, or cache_dir=DIR."
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """The instantiated config groups of one run (the model is built once the catalog is known)."""
+
+    source: Any
+    split_rule: Any
+    objective: Any
+    evaluation: Any
+    logger: Any
+
+
+def build_run_parts(cfg: DictConfig) -> RunParts:
+    """Check the config, instantiate its groups and check the cache folder; bad input raises a one-line
+    UserError (ConfigError for a bad key or value)."""
+    check_config(cfg)
+    parts = RunParts(
+        source=instantiate_group(cfg, "dataset"),
+        split_rule=instantiate_group(cfg, "split"),
+        objective=instantiate_group(cfg, "loss"),
+        evaluation=instantiate_group(cfg, "evaluation"),
+        logger=instantiate_group(cfg, "logger"),
+    )
+    instantiate_group(cfg, "model", num_items=1)  # checks the model's hyperparameters
+    if cfg.cache_dir is not None:
+        require_writable_folder(cfg.cache_dir, "the cache folder (cache_dir)", CACHE_FIX)
+    return parts
+
+
+def instantiate_group(cfg: DictConfig, group: str, **kwargs: Any) -> Any:
+    """instantiate(cfg[group]); a constructor's complaint becomes a one-line error naming the group."""
+    try:
+        return instantiate(cfg[group], **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__ if error.__cause__ is not None else error
+        if isinstance(cause, UserError):
+            raise cause from error
+        message = one_line(str(cause))
+        if f"{group}." not in message:
+            message = f"{group}={cfg[group].get('_target_')}: {message}"
+        raise ConfigError(message) from error
+
+
+def check_run_folder(run_dir: str | Path) -> None:
+    """A single run's folder: never one that holds a run record; writable (created if needed)."""
+    check_new_run_dir(Path(run_dir))
+    require_writable_folder(run_dir, "the run folder", "Set hydra.run.dir=DIR to a writable folder.")
+
+
+def check_sweep_folder(sweep_dir: str | Path) -> None:
+    """A sweep's folder: never one that holds an earlier sweep or run (Hydra would rewrite its multirun.yaml
+    and the jobs' files); writable (created if needed)."""
+    sweep_dir = Path(sweep_dir)
+    earlier = [sweep_dir / SWEEP_FILE] if (sweep_dir / SWEEP_FILE).exists() else []
+    earlier += [] if earlier or not sweep_dir.is_dir() else list(sweep_dir.rglob(RUN_FILE))[:1]
+    if earlier:
+        raise UserError(
+            f"{sweep_dir} already holds an earlier sweep ({earlier[0]}); seqrec never changes earlier runs. "
+            "Pick a new hydra.sweep.dir=DIR or move the old sweep away."
+        )
+    require_writable_folder(sweep_dir, "the sweep folder", "Set hydra.sweep.dir=DIR to a writable folder.")
+
+
+def check_evaluation_fits(evaluation: Any, num_items: int) -> None:
+    """After preprocessing: the evaluation's cut-offs (and sampled candidates) must fit the catalog."""
+    ks = list(evaluation.ks)
+    if max(ks) > num_items:
+        raise ConfigError(
+            f"evaluation.ks={ks} has a cut-off above the {num_items} items left after preprocessing; lower "
+            "evaluation.ks, or keep more items (preprocess.user_core / item_core, a larger dataset)"
+        )
+    negatives = getattr(evaluation, "num_negatives", None)
+    if negatives is not None and negatives >= num_items:
+        raise ConfigError(
+            f"evaluation.num_negatives={negatives} needs more than the {num_items} items left after "
+            "preprocessing; lower evaluation.num_negatives or use evaluation=full"
+        )
+
+
+def small_evaluation_warnings(stats: dict, min_eval_samples: int) -> list[str]:
+    """One warning per evaluation set with fewer than `min_eval_samples` samples."""
+    warnings = []
+    for key, name in (("valid_samples", "validation"), ("test_samples", "test")):
+        count = stats.get(key)
+        if count is not None and count < min_eval_samples:
+            warnings.append(
+                f"only {count} {name} samples (fewer than min_eval_samples={min_eval_samples}): its metrics "
+                "vary a lot by chance (see test_ci in run.json); use more data or a split that evaluates "
+                "more events (e.g. a lower split.valid_quantile / split.test_quantile, or split=loo)"
+            )
+    return warnings
