@@ -155,6 +155,12 @@ def test_evaluation_cutoffs_above_the_catalog_fail_before_training(tmp_path, mon
     assert record["status"] == "failed" and "evaluation.ks" in record["error"] and "metrics" not in record
 
 
+def test_a_batch_larger_than_the_training_set_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(seqrec.app, "fit", lambda *args, **kwargs: pytest.fail("training started"))
+    with pytest.raises(ConfigError, match=r"trainer.batch_size=5000 exceeds the \d+ training sequences"):
+        run_in_process([*SMOKE, "trainer.batch_size=5000"], tmp_path)
+
+
 def test_small_evaluation_sets_warn_and_every_run_has_sample_level_intervals(tmp_path, capsys):
     record = run_in_process([*SMOKE, "split.valid_quantile=0.98", "split.test_quantile=0.995"], tmp_path)
     stats = record["dataset_stats"]

@@ -3,6 +3,7 @@ InteractionFile CSV/TSV/parquet logs; malformed inputs give errors that name the
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import seqrec.data.sources
 from seqrec.data.sources import GROUPLENS_RELEASES, GroupLens, InteractionFile, require_text_file
 from seqrec.data.types import RAW_SCHEMA, DataError
 
@@ -457,3 +459,26 @@ def test_text_check_accepts_a_character_cut_by_the_first_chunk(tmp_path):
     require_text_file(path, "text")  # no error
     path.write_bytes(b"u" + "é".encode() * 40_000 + b"\xff")
     require_text_file(path, "text")  # beyond the checked head: left to the parser
+
+
+def test_grouplens_without_a_cache_folder_says_what_to_do(tmp_path):
+    zip_path, extracted = write_release(tmp_path, "ml-1m")
+    for path in (None, str(zip_path)):
+        with pytest.raises(
+            DataError, match="needs a folder for the zip and its ratings, but cache_dir is null"
+        ):
+            GroupLens("ml-1m", path=path, cache_dir=None)
+    assert GroupLens("ml-1m", path=str(extracted), cache_dir=None).load().equals(expected_frame())
+
+
+def test_a_full_disk_while_unpacking_names_the_cache_folder(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    zip_path, _ = write_release(tmp_path, "ml-1m")
+    monkeypatch.setattr(seqrec.data.sources, "extract_member", full_disk)
+    source = GroupLens("ml-1m", path=str(zip_path), checksum=md5_of(zip_path), cache_dir=str(tmp_path / "c"))
+    with pytest.raises(
+        DataError, match=r"could not write into the cache folder \(cache_dir\) .*/c: No space left"
+    ):
+        source.load()

@@ -22,7 +22,13 @@ from seqrec.data.splits import dataset_statistics
 from seqrec.data.types import InteractionLog, SplitData
 from seqrec.intervals import LEVEL, metric_intervals
 from seqrec.losses.base import CatalogStats
-from seqrec.preflight import RunParts, build_run_parts, check_evaluation_fits, small_evaluation_warnings
+from seqrec.preflight import (
+    RunParts,
+    build_run_parts,
+    check_evaluation_fits,
+    check_training_fits,
+    small_evaluation_warnings,
+)
 from seqrec.records import RunRecorder
 from seqrec.train import autocast_for, fit, load_checkpoint, prepare_device
 
@@ -119,6 +125,7 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     data_started = time.perf_counter()
     _, split, stats = prepare_data(cfg, source, parts.split_rule)
     check_evaluation_fits(evaluation, split.num_items)
+    check_training_fits(cfg.trainer.batch_size, len(split.train_start))
     warnings = small_evaluation_warnings(stats, cfg.min_eval_samples)
     for warning in warnings:
         log.warning(warning)

@@ -98,6 +98,16 @@ def check_evaluation_fits(evaluation: Any, num_items: int) -> None:
         )
 
 
+def check_training_fits(batch_size: int, train_sequences: int) -> None:
+    """After the split: one batch needs trainer.batch_size training sequences (the last partial batch is
+    dropped)."""
+    if batch_size > train_sequences:
+        raise ConfigError(
+            f"trainer.batch_size={batch_size} exceeds the {train_sequences} training sequences; lower "
+            "trainer.batch_size or use more data"
+        )
+
+
 def small_evaluation_warnings(stats: dict, min_eval_samples: int) -> list[str]:
     """One warning per evaluation set with fewer than `min_eval_samples` samples."""
     warnings = []

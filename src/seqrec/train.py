@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from seqrec.data.batches import TrainBatch, TrainBatches, TrainTensors
+from seqrec.errors import UserError
 from seqrec.losses.base import CatalogStats, Objective, ObjectiveInput
 from seqrec.model import SasRecBackbone
 from seqrec.records import RunRecorder
@@ -23,8 +24,8 @@ from seqrec.records import RunRecorder
 LOG_EVERY_STEPS = 10
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
+class NonFiniteLossError(UserError, RuntimeError):
+    """The training loss became NaN or infinite (the message says which settings to change)."""
 
 
 @dataclass
