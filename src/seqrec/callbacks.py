@@ -31,8 +31,10 @@ from seqrec.run_status import effective_status
 class RunChecks(Callback):
     def __init__(self) -> None:
         self.sweep_dir: Path | None = None
-        self.job_failures: dict[Path, str] = {}  # job folder -> reason, for jobs run in this process
-        self.jobs_seen: set[Path] = set()
+        # Jobs that ran in this process (Hydra's basic launcher): their folders, and (folder, reason) of
+        # each failed one. Two jobs may share a folder (a key left out of the folder names).
+        self.job_dirs: list[Path] = []
+        self.job_failures: list[tuple[Path, str]] = []
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         with exit_on_user_error():
@@ -50,20 +52,23 @@ class RunChecks(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         job_dir = Path(config.hydra.runtime.output_dir).resolve()
-        self.jobs_seen.add(job_dir)
+        self.job_dirs.append(job_dir)
         if job_return.status == JobStatus.FAILED:
-            self.job_failures[job_dir] = failure_reason(job_return._return_value)
+            self.job_failures.append((job_dir, failure_reason(job_return._return_value)))
 
     def report_failed_jobs(self) -> None:
+        """One line per failed job, at the end of the output: `FOLDER: reason`."""
         if self.sweep_dir is None:
             return
-        failures = sweep_failures(self.sweep_dir, self.job_failures)
-        if failures:
-            recorded = {path.parent.resolve() for path in self.sweep_dir.rglob(RUN_FILE)}
-            jobs = len(self.jobs_seen | recorded | set(failures))
-            lines = [f"{len(failures)} of {jobs} jobs of the sweep {self.sweep_dir} failed:"]
-            lines += [f"  {_relative(job, self.sweep_dir)}: {reason}" for job, reason in failures.items()]
-            print("\n".join(lines), file=sys.stderr, flush=True)
+        ran_here = set(self.job_dirs)
+        failures = sorted(self.job_failures + recorded_failures(self.sweep_dir, skip=ran_here))
+        if not failures:
+            return
+        ran_elsewhere = {path.parent.resolve() for path in self.sweep_dir.rglob(RUN_FILE)} - ran_here
+        jobs = len(self.job_dirs) + len(ran_elsewhere)
+        lines = [f"{len(failures)} of {jobs} jobs of the sweep {self.sweep_dir} failed:"]
+        lines += [f"  {_relative(job, self.sweep_dir)}: {reason}" for job, reason in failures]
+        print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -90,21 +95,24 @@ def failure_reason(error: BaseException) -> str:
     return one_line(f"{type(error).__name__}: {error}")
 
 
-def sweep_failures(sweep_dir: Path, job_failures: dict[Path, str]) -> dict[Path, str]:
-    """The failed jobs of a sweep, sorted by folder: those that ran in this process (job_failures, keyed
-    by resolved folder) and those whose run.json says failed, interrupted or died (parallel launchers)."""
-    failures = dict(job_failures)
-    for run_json in sweep_dir.rglob(RUN_FILE):
+def recorded_failures(sweep_dir: Path, skip: set[Path]) -> list[tuple[Path, str]]:
+    """(folder, reason) of every run.json below `sweep_dir` that is not completed (failed, interrupted,
+    died), except in the resolved folders `skip`: how jobs of a parallel launcher, which run in other
+    processes, are found."""
+    failures = []
+    for run_json in sorted(sweep_dir.rglob(RUN_FILE)):
         job_dir = run_json.parent.resolve()
+        if job_dir in skip:
+            continue
         try:
             record = json.loads(run_json.read_text())
         except (OSError, ValueError) as error:
-            failures.setdefault(job_dir, f"unreadable {RUN_FILE} ({error})")
+            failures.append((job_dir, f"unreadable {RUN_FILE} ({error})"))
             continue
         status = effective_status(record)
         if status != "completed":
-            failures.setdefault(job_dir, one_line(f"{status}: {record.get('error') or 'no error recorded'}"))
-    return dict(sorted(failures.items()))
+            failures.append((job_dir, one_line(f"{status}: {record.get('error') or 'no error recorded'}")))
+    return failures
 
 
 def _relative(path: Path, root: Path) -> str:

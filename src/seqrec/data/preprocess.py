@@ -126,7 +126,7 @@ def preprocess(
     )
     table = _raw_table(raw).with_row_index(_ROW)
     if drop_exact_duplicates:
-        table = table.unique(["user", "item", "timestamp"], keep="first", maintain_order=True)
+        table = table.filter(pl.struct("user", "item", "timestamp").is_first_distinct())  # in file order
     exact_duplicates_dropped = raw.height - table.height
     if min_rating is not None:
         if table["rating"].null_count() == table.height:
