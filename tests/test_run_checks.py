@@ -40,7 +40,7 @@ def no_data(*args, **kwargs):
     ("override", "message"),
     [
         ("+trainer.epoch=3", "unknown config key trainer.epoch (did you mean trainer.epochs?)"),
-        ("+trainer.learning_rate=1e6", "unknown config key trainer.learning_rate (valid keys: batch_size,"),
+        ("+trainer.learning_rate=1e6", "unknown config key trainer.learning_rate (valid keys: adam_betas, "),
         ("+seeds=3", "unknown config key seeds (did you mean seed?)"),
         ("+loss.temprature=2", "unknown config key loss.temprature (did you mean loss.temperature?)"),
         ("+loss.foo=1", "config key loss.foo (valid keys: detach_item_table, max_logits, temperature"),

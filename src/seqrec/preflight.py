@@ -91,7 +91,7 @@ def check_evaluation_fits(evaluation: Any, num_items: int) -> None:
             "evaluation.ks, or keep more items (preprocess.user_core / item_core, a larger dataset)"
         )
     negatives = getattr(evaluation, "num_negatives", None)
-    if negatives is not None and negatives >= num_items:
+    if negatives is not None and negatives >= num_items and not getattr(evaluation, "replacement", False):
         raise ConfigError(
             f"evaluation.num_negatives={negatives} needs more than the {num_items} items left after "
             "preprocessing; lower evaluation.num_negatives or use evaluation=full"
