@@ -113,6 +113,7 @@ MS_RECOMMENDERS = {
     "preprocess.item_core": 10,
     "preprocess.kcore_passes": 1,
     "preprocess.kcore_order": "items_first",
+    "preprocess.drop_exact_duplicates": False,  # 003 data preparation: rows go straight into the filter
     "preprocess.min_rating": None,  # every review is an interaction
     "preprocess.duplicates": "keep",
     # Data set cell and its explanation: last event test, the one before validation; library source:
