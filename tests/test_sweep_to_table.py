@@ -34,9 +34,14 @@ def test_table_has_one_row_per_objective_with_the_recorded_means(sweep, capsys):
         row = table.filter(table["objective"] == objective)
         assert row["dcg@10"][0] == pytest.approx(sum(values) / len(values))
 
-    assert main([str(sweep), "--baseline", "bce", "--n-bootstrap", "200"]) == 0
+    assert main([str(sweep), "--baseline", "bce", "--format", "markdown"]) == 0
     printed = capsys.readouterr().out
-    assert "| logq | 2 |" in printed and "Paired significance vs bce" in printed
+    assert "| logq | 2 |" in printed and "## Significance vs bce on dcg@10" in printed
+    # real runs record test ranks: the seed-aware test with the test-set part, 2 seeds: no verdict yet
+    assert "Method: paired by seed; interval from a Student t over seeds" in printed
+    assert "- logq vs bce on dcg@10: not distinguishable with 2 seeds" in printed
+    verdict = printed.split("- logq vs bce")[1].splitlines()[0]
+    assert any(note in verdict for note in ("seeds would resolve", "would not resolve", "no difference"))
 
 
 def test_results_page_is_generated_from_the_records(sweep, tmp_path):
@@ -45,6 +50,7 @@ def test_results_page_is_generated_from_the_records(sweep, tmp_path):
     text = page.read_text()
     assert text.startswith("# Tiny") and "seeds [0, 1]" in text and "| bce | 2 |" in text
     assert "Data: `synthetic`, split `time`" in text
+    assert "Ceiling: the synthetic generator's Bayes-optimal ranking" in text
 
 
 def test_notebook_executes_on_a_real_sweep(sweep, isolated_jupyter, monkeypatch):  # noqa: F811

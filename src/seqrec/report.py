@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from seqrec.compare import RunScan, report_text, scan_run_dirs
+from seqrec.compare import RunScan, compare, format_report, scan_run_dirs
 
 STAT_KEYS = (
     "users",
@@ -61,17 +61,6 @@ def setup_section(scan: RunScan, sweep_dirs: list[Path]) -> str:
     return "\n".join(lines) + "\n  (plus `dataset.path=` where the data is local)."
 
 
-def oracle_section(scan: RunScan) -> str | None:
-    """The synthetic generator's Bayes-optimal ranking on the same test samples: the ceiling."""
-    oracle = [run.metrics["oracle_test"] for run in scan.runs if "oracle_test" in run.metrics]
-    if not oracle:
-        return None
-    metrics = list(oracle[0])
-    header = "| ranking | " + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics)
-    row = "| Bayes-optimal oracle | " + " | ".join(f"{oracle[0][m]:.4f}" for m in metrics) + " |"
-    return "## Ceiling: the generator's true next-item distribution\n\n" + header + "\n" + row
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seqrec.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dirs", type=Path, nargs="+", help="folders holding run directories")
@@ -81,20 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objectives", nargs="+")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    scans = [scan_run_dirs(d) for d in args.sweep_dirs]
-    scan = RunScan([r for s in scans for r in s.runs], [r for s in scans for r in s.skipped])
     sources = " ".join(str(d) for d in args.sweep_dirs)
-    if not scan.runs:
-        print(f"error: no completed run in {sources}\n{scan.note()}", file=sys.stderr)
+    try:
+        scan = scan_run_dirs(*args.sweep_dirs)
+        if not scan.runs:
+            print(f"error: no completed run in {sources}\n{scan.note()}", file=sys.stderr)
+            return 1
+        comparison = compare(
+            scan,
+            [str(d) for d in args.sweep_dirs],
+            baseline=args.baseline,
+            metric=args.metric,
+            objectives=args.objectives,
+        )
+    except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
         return 1
-    table_args = argparse.Namespace(
-        split="test",
-        objectives=args.objectives,
-        style="markdown",
-        baseline=args.baseline,
-        metric=args.metric,
-        n_bootstrap=10_000,
-    )
     page = "\n\n".join(
         [
             f"# {args.title}",
@@ -102,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             "do not edit by hand.",
             "## Setup",
             setup_section(scan, args.sweep_dirs),
-            report_text(scan, table_args),
-            oracle_section(scan) or "",
+            format_report(comparison, style="markdown"),
         ]
     ).rstrip()
     args.output.write_text(page + "\n")

@@ -1,0 +1,93 @@
+"""Compare training objectives from recorded runs: which objective to use, and how sure one can be.
+
+    python -m seqrec.compare multirun/2026-01-01/12-00-00 [MORE_SWEEPS ...] --baseline bce --metric dcg@10
+
+Modules, each readable on its own:
+- `runs`: completed runs of one or several sweep folders (run.json, history.jsonl, test_ranks.parquet),
+  variant labels, skipped runs with the reason;
+- `wandb_source`: the same records from a Weights & Biases project (no test ranks there);
+- `table`: mean ± 95% CI over seeds per objective and metric, training seconds to the best step;
+- `statistics`: the seed-aware paired test (model, assumptions, calibration), Holm, power, p-value text;
+- `significance`: each objective against a baseline from the runs, and the verdict to quote;
+- `plots`: validation curves, time to quality, quality vs coverage;
+- `cli`: the command line (plain, markdown or JSON; figures with --plots).
+"""
+
+from seqrec.compare.cli import Comparison, ceiling, compare, format_report, main, report_json
+from seqrec.compare.plots import (
+    plot_quality_coverage,
+    plot_time_to_quality,
+    plot_validation_curves,
+    save_figures,
+    validation_curves,
+)
+from seqrec.compare.runs import (
+    RunRecord,
+    RunScan,
+    SkippedRun,
+    history_frame,
+    label_variants,
+    load_runs,
+    newest_sweep_dir,
+    scan_run_dirs,
+)
+from seqrec.compare.significance import (
+    METHODS,
+    format_significance,
+    paired_significance,
+    per_sample_metric,
+    significance_heading,
+    verdict,
+)
+from seqrec.compare.statistics import (
+    bootstrap_means,
+    format_p_value,
+    holm,
+    seed_sample_test,
+    seed_test,
+    seeds_needed,
+    sign_flip_p_value,
+)
+from seqrec.compare.table import PROTOCOL_METRICS, format_table, results_table, table_metrics
+from seqrec.compare.wandb_source import load_wandb_runs, scan_wandb_runs
+
+__all__ = [
+    "METHODS",
+    "PROTOCOL_METRICS",
+    "Comparison",
+    "RunRecord",
+    "RunScan",
+    "SkippedRun",
+    "bootstrap_means",
+    "ceiling",
+    "compare",
+    "format_p_value",
+    "format_report",
+    "format_significance",
+    "format_table",
+    "history_frame",
+    "holm",
+    "label_variants",
+    "load_runs",
+    "load_wandb_runs",
+    "main",
+    "newest_sweep_dir",
+    "paired_significance",
+    "per_sample_metric",
+    "plot_quality_coverage",
+    "plot_time_to_quality",
+    "plot_validation_curves",
+    "report_json",
+    "results_table",
+    "save_figures",
+    "scan_run_dirs",
+    "scan_wandb_runs",
+    "seed_sample_test",
+    "seed_test",
+    "seeds_needed",
+    "sign_flip_p_value",
+    "significance_heading",
+    "table_metrics",
+    "validation_curves",
+    "verdict",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from seqrec.compare.cli import main
+
+sys.exit(main())

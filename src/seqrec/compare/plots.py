@@ -1,0 +1,181 @@
+"""Figures of a comparison: validation curves, time to quality, quality vs coverage. Matplotlib is imported
+only inside these functions. Each objective keeps its colour across figures (order of first appearance)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from seqrec.compare.runs import RunRecord
+
+
+def validation_curves(runs: Sequence[RunRecord]) -> pl.DataFrame:
+    """Long frame: objective, seed, step, epoch, train_loss, elapsed_seconds, one column per valid metric."""
+    frames = [
+        run.history().with_columns(objective=pl.lit(run.objective), seed=pl.lit(run.seed, dtype=pl.Int64))
+        for run in runs
+    ]
+    frames = [frame for frame in frames if frame.height]
+    if not frames:
+        return pl.DataFrame(schema={"objective": pl.String, "seed": pl.Int64, "step": pl.Int64})
+    curves = pl.concat(frames, how="diagonal_relaxed")
+    return curves.select("objective", "seed", "step", pl.exclude("objective", "seed", "step"))
+
+
+def _axes(ax: Any, size: tuple[float, float]) -> Any:
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=size, layout="constrained")
+    return ax
+
+
+def _summary(curves: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Per objective and validation step: mean, min and max of `metric` over seeds, mean elapsed seconds."""
+    if metric not in curves.columns:
+        available = [c for c in curves.columns if "@" in c]
+        raise ValueError(f"no validation metric {metric!r} in the history; available: {available}")
+    seconds = pl.col("elapsed_seconds").mean() if "elapsed_seconds" in curves.columns else pl.lit(None)
+    return (
+        curves.group_by("objective", "step", maintain_order=True)
+        .agg(
+            mean=pl.col(metric).mean(),
+            low=pl.col(metric).min(),
+            high=pl.col(metric).max(),
+            seconds=seconds,
+            seeds=pl.len(),
+        )
+        .sort("step")
+    )
+
+
+def plot_validation_curves(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any = None) -> Any:
+    """Validation `metric` at every validation step, one line per objective: mean over seeds (markers at
+    the validations), band from the lowest to the highest seed."""
+    summary = _summary(curves, metric)
+    ax = _axes(ax, (7.5, 4.5))
+    for index, objective in enumerate(curves["objective"].unique(maintain_order=True)):
+        line = summary.filter(pl.col("objective") == objective)
+        color = f"C{index % 10}"
+        ax.plot(line["step"], line["mean"], marker="o", markersize=3, color=color, label=objective)
+        ax.fill_between(line["step"], line["low"], line["high"], color=color, alpha=0.15, linewidth=0)
+    seeds = curves.group_by("objective").agg(pl.col("seed").n_unique())["seed"]
+    seed_text = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    ax.set(
+        xlabel="optimizer step", ylabel=f"validation {metric}", title=f"Validation {metric} during training"
+    )
+    ax.text(
+        0.99,
+        0.02,
+        f"line: mean over {seed_text} seeds; band: lowest to highest seed",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color="0.3",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+def plot_time_to_quality(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any = None) -> Any:
+    """Validation `metric` (mean over seeds) against wall-clock training seconds (mean over seeds, from
+    history.jsonl), one line per objective; a star marks each objective's best mean."""
+    if "elapsed_seconds" not in curves.columns:
+        raise ValueError("the history has no elapsed_seconds; time to quality needs them")
+    summary = _summary(curves, metric)
+    ax = _axes(ax, (7.5, 4.5))
+    for index, objective in enumerate(curves["objective"].unique(maintain_order=True)):
+        line = summary.filter(pl.col("objective") == objective)
+        color = f"C{index % 10}"
+        ax.plot(line["seconds"], line["mean"], marker="o", markersize=3, color=color, label=objective)
+        best = line.row(int(line["mean"].arg_max()), named=True)
+        ax.plot(best["seconds"], best["mean"], marker="*", markersize=12, color=color, linestyle="none")
+    ax.set(
+        xlabel="training seconds (wall clock, validations included)",
+        ylabel=f"validation {metric}",
+        title=f"Time to quality: validation {metric} against training time",
+    )
+    ax.text(
+        0.99,
+        0.02,
+        "mean over seeds; star: best validation",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color="0.3",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return ax
+
+
+def _clipped_error(value: float, half_width: float | None) -> list[float]:
+    """[below, above] error-bar lengths of value ± half_width, clipped to the metric's range [0, 1]."""
+    if half_width is None:
+        return [0.0, 0.0]
+    return [min(half_width, value), min(half_width, 1.0 - value)]
+
+
+def plot_quality_coverage(table: pl.DataFrame, k: int = 10, ax: Any = None) -> Any:
+    """Trade-off: x = coverage@k, y = dcg@k, one point per objective with 95% CI bars over seeds, clipped
+    to [0, 1] (no bar for a single seed)."""
+    quality, coverage = f"dcg@{k}", f"coverage@{k}"
+    missing = [metric for metric in (quality, coverage) if metric not in table.columns]
+    if missing:
+        raise ValueError(f"results table has no {missing}; build it with metrics that include them")
+    ax = _axes(ax, (6.5, 4.8))
+    for index, row in enumerate(table.iter_rows(named=True)):
+        x, y = row[coverage], row[quality]
+        xerr = [[side] for side in _clipped_error(x, row[f"{coverage}_ci"])]
+        yerr = [[side] for side in _clipped_error(y, row[f"{quality}_ci"])]
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, color=f"C{index % 10}")
+        ax.annotate(row["objective"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    seeds = table["n_seeds"]
+    ax.set(
+        xlabel=f"{coverage} (share of the catalog recommended to someone)",
+        ylabel=f"{quality}",
+        title=f"Quality vs coverage at {k}",
+    )
+    ax.text(
+        0.99,
+        0.02,
+        f"bars: 95% CI over seeds ({seeds.min()}-{seeds.max()} per point), clipped to [0, 1]",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        color="0.3",
+    )
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def save_figures(
+    runs: Sequence[RunRecord], table: pl.DataFrame, folder: str | Path, metric: str = "dcg@10", k: int = 10
+) -> list[Path]:
+    """Draw the three figures and write each as PNG and PDF into `folder`; returns the PNG paths."""
+    from matplotlib.figure import Figure  # not pyplot: files only, whatever the session's backend
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    curves = validation_curves(runs)
+    drawings = [("quality-coverage", lambda ax: plot_quality_coverage(table, k=k, ax=ax))]
+    if curves.height:
+        drawings += [
+            (f"validation-{metric}", lambda ax: plot_validation_curves(curves, metric=metric, ax=ax)),
+            (f"time-to-{metric}", lambda ax: plot_time_to_quality(curves, metric=metric, ax=ax)),
+        ]
+    written = []
+    for name, draw in drawings:
+        figure = Figure(figsize=(8, 4.8), layout="constrained")
+        draw(figure.subplots())
+        for suffix in ("png", "pdf"):
+            figure.savefig(folder / f"{name}.{suffix}", dpi=150)
+        written.append(folder / f"{name}.png")
+    return written
