@@ -7,8 +7,12 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,notebook,launchers
 DEMO_DIR ?= multirun/demo-$(shell date +%Y%m%d-%H%M%S)
+# Sweep folder(s) of `make notebook`, separated by spaces; default: the newest sweep under multirun/.
+SWEEP ?= $(shell $(PY) -c "from seqrec.compare import newest_sweep_dir as n; print(n() or '')" 2>/dev/null)
+empty :=
+space := $(empty) $(empty)
 
-.PHONY: env demo test lint bench clean
+.PHONY: env demo notebook test lint bench clean
 
 env: $(VENV)/.installed
 
@@ -18,9 +22,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
 	touch $@
 
-demo: env  ## the quick experiment on the embedded data, then its comparison table
+demo: env  ## the quick experiment on the embedded data (4 objectives x 3 seeds), then the comparison
 	$(PY) run.py -m experiment=quick hydra.sweep.dir=$(DEMO_DIR)
 	$(PY) -m seqrec.compare $(DEMO_DIR)
+
+notebook: env  ## the comparison notebook without JupyterLab, on SWEEP -> FIRST_SWEEP/compare.ipynb with figures
+	@test -n "$(SWEEP)" || { echo "error: no sweep found under multirun/; pass SWEEP=multirun/DATE/TIME"; exit 1; }
+	$(VENV)/bin/jupytext --quiet --to ipynb --output $(firstword $(SWEEP))/compare.ipynb notebooks/compare.py
+	SEQREC_SWEEP_DIR=$(subst $(space),:,$(abspath $(SWEEP))) $(VENV)/bin/jupyter execute --inplace \
+		$(firstword $(SWEEP))/compare.ipynb
+	@echo "executed notebook: $(firstword $(SWEEP))/compare.ipynb"
 
 test: env  ## the whole suite, slow end-to-end tests included (what CI runs); `pytest` alone skips the slow ones
 	$(PY) -m pytest -m ""

@@ -14,16 +14,18 @@
 # ---
 
 # %% [markdown]
-# # Which objective should I use? Comparing recorded seqrec runs
+# # Which objective should I use, and how sure am I? Comparing recorded seqrec runs
 #
-# Reads the run records of a sweep (`run.json`, `history.jsonl`, `test_ranks.parquet` in every run folder)
-# or a Weights & Biases project, and shows: the test metrics as mean ± 95% CI over seeds, the validation
-# curves, the quality-vs-coverage trade-off, and paired significance against a baseline objective.
-# All computation lives in `seqrec.compare`; this notebook only calls it. Source of truth: `compare.py`
-# (jupytext percent format), paired with `compare.ipynb`.
+# Reads the run records of one or several sweeps (`run.json`, `history.jsonl`, `test_ranks.parquet` in
+# every run folder) or a Weights & Biases project, and shows: the test metrics as mean ± 95% CI over
+# seeds, the seed-aware paired significance against a baseline with a verdict per objective, the
+# validation curves, time to quality and the quality-vs-coverage trade-off. All computation lives in
+# `seqrec.compare`; this notebook only calls it. Source of truth: `compare.py` (jupytext percent format),
+# paired with `compare.ipynb`.
 #
-# Run a sweep first, e.g. `python run.py -m loss=bce,softmax,inbatch,logq seed=0,1,2`, or point
-# `SEQREC_SWEEP_DIR` at one.
+# Without JupyterLab: `make notebook SWEEP=multirun/...` executes it headless and writes the executed
+# notebook (with its figures) into the sweep folder. `SEQREC_SWEEP_DIR` may name several folders
+# separated by `:`. The parameters in the next cell drive every cell below.
 
 # %%
 import os
@@ -33,63 +35,75 @@ from IPython.display import Markdown, display
 from seqrec import compare
 
 # %% tags=["parameters"]
-SWEEP_DIR = os.environ.get("SEQREC_SWEEP_DIR") or compare.newest_sweep_dir()  # newest sweep under multirun/
-WANDB_PROJECT = None  # "entity/project": read the runs from Weights & Biases instead of SWEEP_DIR
+SWEEP_DIRS = os.environ.get("SEQREC_SWEEP_DIR", "").split(os.pathsep)  # folders of runs; "" = newest sweep
+WANDB_PROJECT = None  # "entity/project": read the runs from Weights & Biases instead of SWEEP_DIRS
 WANDB_GROUP = None  # W&B run group (a sweep), with WANDB_PROJECT
 OBJECTIVES = None  # objectives to show, in this order, e.g. ["bce", "softmax", "inbatch", "logq"]; None = all
 BASELINE = None  # objective the others are tested against; None = the first row of the table
-METRIC = "dcg@10"  # metric of the paired significance test (dcg@k or hitrate@k)
-K = 10  # cutoff of the quality-vs-coverage plot
+METRIC = "dcg@10"  # metric of the significance test, the validation curves and time to quality
+K = 10  # cutoff of the table columns and of the quality-vs-coverage plot
+TEST = "seeds"  # "seeds" (seed-aware, the default) or "samples" (these trained models only)
+FIGURES_DIR = None  # also save the figures (PNG and PDF) into this folder
 
 # %% [markdown]
 # ## Runs
 
 # %%
+SWEEP_DIRS = [folder for folder in SWEEP_DIRS if folder] or [compare.newest_sweep_dir()]
 if WANDB_PROJECT:
     scan = compare.scan_wandb_runs(WANDB_PROJECT, WANDB_GROUP)
-elif SWEEP_DIR:
-    scan = compare.scan_run_dirs(SWEEP_DIR)
+elif SWEEP_DIRS[0] is not None:
+    scan = compare.scan_run_dirs(*SWEEP_DIRS)
 else:
-    raise FileNotFoundError("No sweep found: set SEQREC_SWEEP_DIR, SWEEP_DIR or WANDB_PROJECT.")
-print(f"Source: {WANDB_PROJECT or SWEEP_DIR}")
+    raise FileNotFoundError("No sweep found: set SEQREC_SWEEP_DIR, SWEEP_DIRS or WANDB_PROJECT.")
+print(f"Source: {WANDB_PROJECT or ' '.join(str(folder) for folder in SWEEP_DIRS)}")
 print(scan.note())
 runs = scan.runs
 
 # %% [markdown]
-# ## Test metrics: mean ± 95% CI over seeds
+# ## Test metrics at K: mean ± 95% CI over seeds
 # Student t interval with n-1 degrees of freedom; best mean per column in bold, second underlined.
 
 # %%
-table = compare.results_table(runs, objectives=OBJECTIVES)
+metrics = list(dict.fromkeys([f"dcg@{K}", f"hitrate@{K}", f"coverage@{K}", METRIC]))
+table = compare.results_table(runs, metrics=metrics, objectives=OBJECTIVES)
 display(Markdown(compare.format_table(table)))
+ceiling = compare.ceiling(runs)
+if ceiling:
+    display(Markdown(f"Ceiling (the synthetic generator's Bayes-optimal ranking): {METRIC} {ceiling[METRIC]:.4f}"))
 
 # %% [markdown]
-# ## Validation curves (mean over seeds, band = min..max)
+# ## Significance against the baseline, and the verdicts
+# Runs with the same seed are paired; the seed is the unit of replication and the test set's own sampling
+# noise (users as clusters) is added where test ranks exist. Holm-adjusted p-values when several objectives
+# are compared; a verdict needs at least 3 seeds. `TEST = "samples"` shows the sample-only test, which
+# describes these trained models only.
+
+# %%
+shown = table["objective"].to_list()
+baseline = BASELINE or shown[0]
+significance = compare.paired_significance(runs, baseline=baseline, metric=METRIC, test=TEST, objectives=shown)
+title, method = compare.significance_heading(significance, baseline, METRIC).split("\n")
+display(Markdown(f"**{title}**\n\n{method}\n\n" + compare.format_significance(significance)))
+
+# %% [markdown]
+# ## Validation curves and time to quality
 
 # %%
 curves = compare.validation_curves(runs)
 if curves.height:
-    compare.plot_validation_curves(curves, metric="dcg@20")
+    compare.plot_validation_curves(curves, metric=METRIC)
+    compare.plot_time_to_quality(curves, metric=METRIC)
 else:
     print("No validation history recorded.")
 
 # %% [markdown]
-# ## Quality vs coverage trade-off
+# ## Quality vs coverage at K
 
 # %%
 ax = compare.plot_quality_coverage(table, k=K)
 
-# %% [markdown]
-# ## Paired significance against the baseline
-# Per-sample metric differences on the same test samples (paired by user and target item, averaged over the
-# seeds both objectives have); 95% CI from a paired bootstrap over samples, two-sided p-value from a paired
-# sign-flip randomisation test.
-
 # %%
-if any(run.has_ranks for run in runs):
-    baseline = BASELINE or table["objective"][0]
-    shown = table["objective"].to_list()
-    significance = compare.paired_significance(runs, baseline=baseline, metric=METRIC, objectives=shown)
-    display(Markdown(f"**{METRIC}, baseline {baseline}**\n\n" + compare.format_significance(significance)))
-else:
-    print("Paired significance disabled: the runs have no test ranks (W&B runs never do).")
+if FIGURES_DIR:
+    for path in compare.save_figures(runs, table, FIGURES_DIR, metric=METRIC, k=K):
+        print(f"saved {path} (and .pdf)")

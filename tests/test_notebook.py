@@ -24,7 +24,10 @@ def write_run(run_dir: Path, objective: str, seed: int, quality: float, ranks: n
     test = {metric: quality for metric in METRICS} | {metric: 0.5 for metric in COVERAGE}
     record = {"status": "completed", "seed": seed, "choices": {"loss": objective}, "metrics": {"test": test}}
     (run_dir / "run.json").write_text(json.dumps(record))
-    history = [{"step": step, "valid": {"dcg@20": quality * step / 128}} for step in (64, 128)]
+    history = [
+        {"step": step, "elapsed_seconds": step / 10, "valid": {m: quality * step / 128 for m in METRICS}}
+        for step in (64, 128)
+    ]
     (run_dir / "history.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in history))
     pl.DataFrame(
         {"user": np.arange(ranks.size), "item": np.arange(ranks.size) + 100, "rank": ranks},
@@ -63,7 +66,7 @@ def isolated_jupyter(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter_config"))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter_runtime"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend: figures as PNG outputs
     return spec_dir
 
 
@@ -77,26 +80,21 @@ def outputs_text(notebook) -> str:
     return "\n".join(parts)
 
 
-def test_notebook_executes_on_fabricated_sweep(sweep: Path, isolated_jupyter: Path, monkeypatch):
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    assert Path(KernelSpecManager().get_kernel_spec("python3").resource_dir) == isolated_jupyter
-    monkeypatch.setenv("SEQREC_SWEEP_DIR", str(sweep))
-    notebook = jupytext.read(NOTEBOOKS / "compare.py", fmt="py:percent")
-
+def execute(notebook, monkeypatch, sweep_dirs: str, parameters: dict[str, str] | None = None):
+    """Run the notebook headless on `sweep_dirs` (SEQREC_SWEEP_DIR), with the parameters cell's
+    assignments replaced by `parameters` (name -> Python source), as papermill would."""
+    monkeypatch.setenv("SEQREC_SWEEP_DIR", sweep_dirs)
+    (cell,) = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    for name, value in (parameters or {}).items():
+        lines = cell.source.splitlines()
+        assert any(line.startswith(f"{name} = ") for line in lines), name
+        cell.source = "\n".join(
+            f"{name} = {value}" if line.startswith(f"{name} = ") else line for line in lines
+        )
     client = nbclient.NotebookClient(
         notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}}
     )
     client.execute()
-
-    text = outputs_text(notebook)
-    assert f"Source: {sweep}" in text
-    assert "6 completed runs; skipped 1" in text and "status 'failed': boom" in text
-    # bce dcg@10 mean 0.12, softmax 0.32 (bold, best); CI = t(0.975, 2) * 0.02 / sqrt(3) = 0.0497
-    assert "| bce | 3 | <u>0.1200 ± 0.0497</u> |" in text
-    assert "| softmax | 3 | **0.3200 ± 0.0497** |" in text
-    assert "**dcg@10, baseline bce**" in text and "| softmax | 0." in text
-    assert "Paired significance disabled" not in text
     errors = [
         output
         for cell in notebook.cells
@@ -104,6 +102,54 @@ def test_notebook_executes_on_fabricated_sweep(sweep: Path, isolated_jupyter: Pa
         if output.output_type == "error"
     ]
     assert errors == []
+    return outputs_text(notebook)
+
+
+def figures(notebook) -> int:
+    return sum(
+        "image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", [])
+    )
+
+
+def test_notebook_executes_on_fabricated_sweep(sweep: Path, isolated_jupyter: Path, monkeypatch):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert Path(KernelSpecManager().get_kernel_spec("python3").resource_dir) == isolated_jupyter
+    notebook = jupytext.read(NOTEBOOKS / "compare.py", fmt="py:percent")
+
+    text = execute(notebook, monkeypatch, str(sweep))
+
+    assert f"Source: {sweep}" in text
+    assert "6 completed runs; skipped 1" in text and "status 'failed': boom" in text
+    # bce dcg@10 mean 0.12, softmax 0.32 (bold, best); CI = t(0.975, 2) * 0.02 / sqrt(3) = 0.0497
+    assert "| objective | seeds | dcg@10 | hitrate@10 | coverage@10 | s to best |" in text
+    assert "| bce | 3 | <u>0.1200 ± 0.0497</u> |" in text
+    assert "| softmax | 3 | **0.3200 ± 0.0497** |" in text
+    assert "**Significance vs bce on dcg@10**" in text and "| softmax | 0." in text
+    assert "- softmax beats bce on dcg@10 by +0." in text
+    assert figures(notebook) == 3  # validation curves, time to quality, quality vs coverage
+
+
+def test_notebook_parameters_drive_every_cell(
+    sweep: Path, tmp_path: Path, isolated_jupyter: Path, monkeypatch
+):
+    notebook = jupytext.read(NOTEBOOKS / "compare.py", fmt="py:percent")
+    parameters = {
+        "METRIC": '"hitrate@20"',
+        "K": "5",
+        "BASELINE": '"softmax"',
+        "FIGURES_DIR": repr(str(tmp_path)),
+    }
+
+    text = execute(notebook, monkeypatch, str(sweep), parameters)
+
+    assert "| objective | seeds | dcg@5 | hitrate@5 | coverage@5 | hitrate@20 | s to best |" in text
+    assert (
+        "**Significance vs softmax on hitrate@20**" in text
+        and "- bce is worse than softmax on hitrate@20" in text
+    )
+    names = {path.name for path in tmp_path.iterdir()}
+    assert {"quality-coverage.png", "validation-hitrate@20.pdf", "time-to-hitrate@20.png"} <= names
 
 
 def test_paired_ipynb_matches_the_percent_source_and_has_no_outputs():
