@@ -322,13 +322,16 @@ def test_stats_command_prints_json(capsys):
     assert printed == stats and printed["test_samples"] == printed["valid_samples"] > 0
 
 
-def test_wandb_logger_offline_writes_locally_without_network(tmp_path, monkeypatch):
+def test_wandb_logger_offline_writes_locally_without_network(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
     record = run_in_process([*SMOKE, "loss=bce", "logger=wandb"], tmp_path)
     assert record["status"] == "completed" and record["wandb"]["mode"] == "offline"
-    assert list((tmp_path / "wandb").glob("offline-run-*")), "offline run files are written in the run folder"
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*")  # the offline files are in the run folder
+    assert record["wandb"]["local_dir"] == str(offline.resolve())
+    assert record["wandb"]["sync_command"] == f"wandb sync {offline.resolve()}"
+    assert f"wandb: upload it with: wandb sync {offline.resolve()}" in capsys.readouterr().out
 
 
 def test_patience_stops_early_and_the_best_weights_are_tested(tmp_path):

@@ -45,6 +45,7 @@ class WandbLogger:
         self.project, self.entity, self.group = project, entity, group
         self.mode = ("online" if has_wandb_credentials() else "offline") if mode == "auto" else mode
         self.run = None
+        self.local_dir: Path | None = None
 
     def start(self, *, config: dict, name: str, group: str, tags: list[str], run_dir: Path) -> dict | None:
         import wandb
@@ -61,11 +62,15 @@ class WandbLogger:
             reinit="finish_previous",  # joblib workers run several jobs in one process
             settings=wandb.Settings(silent=True, console="off"),
         )
+        # wandb's own folder for this run (run_dir/wandb/offline-run-...): what `wandb sync` uploads
+        self.local_dir = Path(self.run.settings.sync_dir).resolve()
         return {
             "mode": self.mode,
             "project": self.project,
             "group": self.group or group,
             "run_id": self.run.id,
+            "local_dir": str(self.local_dir),
+            "sync_command": f"wandb sync {self.local_dir}" if self.mode == "offline" else None,
         }
 
     def log(self, metrics: dict, step: int) -> None:
@@ -78,3 +83,6 @@ class WandbLogger:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+            if self.mode == "offline":
+                print(f"wandb: offline run in {self.local_dir}")
+                print(f"wandb: upload it with: wandb sync {self.local_dir}")
