@@ -458,7 +458,7 @@ def test_validation_curves_and_plots(tmp_path: Path):
         (line.get_xdata()[0], line.get_ydata()[0]) for line in ax.get_lines() if line.get_marker() == "o"
     ]
     np.testing.assert_allclose(points, list(zip(table["coverage@10"], table["dcg@10"], strict=True)))
-    assert [text.get_text() for text in ax.texts][:2] == ["bce", "softmax"]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["bce", "softmax"]
     matplotlib.pyplot.close("all")
 
 

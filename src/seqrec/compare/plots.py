@@ -25,6 +25,12 @@ def validation_curves(runs: Sequence[RunRecord]) -> pl.DataFrame:
     return curves.select("objective", "seed", "step", pl.exclude("objective", "seed", "step"))
 
 
+def _seeds_text(counts: pl.Series) -> str:
+    """'3 seeds', '1 seed', '2-3 seeds' from per-objective seed counts."""
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low if low == high else f'{low}-{high}'} seed{'' if high == 1 else 's'}"
+
+
 def _axes(ax: Any, size: tuple[float, float]) -> Any:
     import matplotlib.pyplot as plt
 
@@ -62,15 +68,14 @@ def plot_validation_curves(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any
         color = f"C{index % 10}"
         ax.plot(line["step"], line["mean"], marker="o", markersize=3, color=color, label=objective)
         ax.fill_between(line["step"], line["low"], line["high"], color=color, alpha=0.15, linewidth=0)
-    seeds = curves.group_by("objective").agg(pl.col("seed").n_unique())["seed"]
-    seed_text = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    seeds = _seeds_text(curves.group_by("objective").agg(pl.col("seed").n_unique())["seed"])
     ax.set(
         xlabel="optimizer step", ylabel=f"validation {metric}", title=f"Validation {metric} during training"
     )
     ax.text(
         0.99,
         0.02,
-        f"line: mean over {seed_text} seeds; band: lowest to highest seed",
+        f"line: mean over {seeds}; band: lowest to highest seed",
         transform=ax.transAxes,
         ha="right",
         va="bottom",
@@ -103,7 +108,7 @@ def plot_time_to_quality(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any =
     ax.text(
         0.99,
         0.02,
-        "mean over seeds; star: best validation",
+        "line: mean over seeds; star: best mean validation",
         transform=ax.transAxes,
         ha="right",
         va="bottom",
@@ -129,14 +134,20 @@ def plot_quality_coverage(table: pl.DataFrame, k: int = 10, ax: Any = None) -> A
     missing = [metric for metric in (quality, coverage) if metric not in table.columns]
     if missing:
         raise ValueError(f"results table has no {missing}; build it with metrics that include them")
-    ax = _axes(ax, (6.5, 4.8))
+    ax = _axes(ax, (7.5, 4.8))
     for index, row in enumerate(table.iter_rows(named=True)):
         x, y = row[coverage], row[quality]
         xerr = [[side] for side in _clipped_error(x, row[f"{coverage}_ci"])]
         yerr = [[side] for side in _clipped_error(y, row[f"{quality}_ci"])]
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, color=f"C{index % 10}")
-        ax.annotate(row["objective"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+        ax.errorbar(
+            x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, color=f"C{index % 10}", label=row["objective"]
+        )
     seeds = table["n_seeds"]
+    bars = (
+        f"bars: 95% CI over seeds ({_seeds_text(seeds)} per point), clipped to [0, 1]"
+        if seeds.max() > 1
+        else "one seed per point: no interval"
+    )
     ax.set(
         xlabel=f"{coverage} (share of the catalog recommended to someone)",
         ylabel=f"{quality}",
@@ -145,7 +156,7 @@ def plot_quality_coverage(table: pl.DataFrame, k: int = 10, ax: Any = None) -> A
     ax.text(
         0.99,
         0.02,
-        f"bars: 95% CI over seeds ({seeds.min()}-{seeds.max()} per point), clipped to [0, 1]",
+        bars,
         transform=ax.transAxes,
         ha="right",
         va="bottom",
@@ -153,6 +164,7 @@ def plot_quality_coverage(table: pl.DataFrame, k: int = 10, ax: Any = None) -> A
         color="0.3",
     )
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # labels by points would overlap
     return ax
 
 
