@@ -226,7 +226,7 @@ def test_format_significance_plain_and_markdown(tmp_path: Path):
         *("| objective", "dcg@10", "bce (baseline)", "difference", "95% CI", "p", "seeds"),
         *("per-seed differences", "samples |"),
     ]
-    assert markdown[2].startswith("| softmax | 0.") and "| +0.113 -0.081 +0.018 | 1,000 |" in markdown[2]
+    assert markdown[2].startswith("| softmax | 0.") and "| +0.1130 -0.0810 +0.0180 | 1,000 |" in markdown[2]
     assert markdown[-1] == "- " + table["verdict"][0]
     plain = compare.format_significance(table, style="plain").splitlines()
     assert plain[0].split() == [

@@ -220,13 +220,11 @@ def _peak_rss_bytes() -> int:
 
 
 def format_metrics(name: str, metrics: dict, test_ci: dict | None = None, warnings: list[str] = ()) -> str:
-    """The metrics block printed at the end of a run: test (and oracle) metrics, the test metrics'
-    sample-level confidence intervals, and the run's warnings."""
-    lines = [f"{name}: test metrics (best validation step)"]
-    for split_name in ("test", "oracle_test"):
-        if split_name in metrics:
-            row = "  ".join(f"{k}={v:.4f}" for k, v in metrics[split_name].items())
-            lines.append(f"  {split_name:<11} {row}")
+    """The metrics block printed at the end of a run: test metrics, their sample-level confidence
+    intervals, and the run's warnings. The synthetic ceiling (`oracle_test`) stays in run.json:
+    `python -m seqrec.compare` prints it once for a whole sweep."""
+    row = "  ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items())
+    lines = [f"{name}: test metrics (best validation step)", f"  test {row}"]
     if test_ci is not None:
         row = "  ".join(f"{k}=[{low:.4f}, {high:.4f}]" for k, (low, high) in test_ci["intervals"].items())
         lines.append(f"  test {test_ci['level']:.0%} CI over {test_ci['samples']} test samples: {row}")

@@ -179,10 +179,9 @@ def save_figures(
     curves = validation_curves(runs)
     drawings = [("quality-coverage", lambda ax: plot_quality_coverage(table, k=k, ax=ax))]
     if curves.height:
-        drawings += [
-            (f"validation-{metric}", lambda ax: plot_validation_curves(curves, metric=metric, ax=ax)),
-            (f"time-to-{metric}", lambda ax: plot_time_to_quality(curves, metric=metric, ax=ax)),
-        ]
+        drawings.append((f"validation-{metric}", lambda ax: plot_validation_curves(curves, metric, ax=ax)))
+    if "elapsed_seconds" in curves.columns:
+        drawings.append((f"time-to-{metric}", lambda ax: plot_time_to_quality(curves, metric, ax=ax)))
     written = []
     for name, draw in drawings:
         figure = Figure(figsize=(8, 4.8), layout="constrained")

@@ -318,10 +318,10 @@ def verdict(row: dict, several: bool) -> str:
     )
 
 
-def _per_seed_text(differences: Iterable[float], limit: int | None) -> str:
+def _per_seed_text(differences: Iterable[float], limit: int | None, digits: int) -> str:
     values = list(differences)
     shown = values if limit is None else values[:limit]
-    return " ".join(f"{value:+.3f}" for value in shown) + (" …" if len(shown) < len(values) else "")
+    return " ".join(f"{value:+.{digits}f}" for value in shown) + (" …" if len(shown) < len(values) else "")
 
 
 def significance_heading(table: pl.DataFrame, baseline: str, metric: str) -> str:
@@ -359,7 +359,10 @@ def format_significance(table: pl.DataFrame, style: str = "markdown", digits: in
             statistics.format_p_value(row["p_value"], row["p_floor"]),
         ]
         cells += [statistics.format_p_value(row["p_holm"], row["p_floor"])] if holm_column else []
-        cells += [str(row["n_seeds"]), _per_seed_text(row["per_seed_differences"], 4 if plain else None)]
+        cells += [
+            str(row["n_seeds"]),
+            _per_seed_text(row["per_seed_differences"], 4 if plain else None, 3 if plain else digits),
+        ]
         cells += [] if plain else [f"{row['n_samples']:,}" if row["n_samples"] else "-"]
         rows.append(cells)
     bullet = "- "
