@@ -45,8 +45,12 @@ def _summary(curves: pl.DataFrame, metric: str) -> pl.DataFrame:
         available = [c for c in curves.columns if "@" in c]
         raise ValueError(f"no validation metric {metric!r} in the history; available: {available}")
     seconds = pl.col("elapsed_seconds").mean() if "elapsed_seconds" in curves.columns else pl.lit(None)
+    # Runs stop at different steps (early stopping): keep the steps every seed of the objective reached,
+    # so that each mean is over the same seeds and the mean time grows with the step.
+    every_seed = pl.col("step") <= pl.col("step").max().over("objective", "seed").min().over("objective")
     return (
-        curves.group_by("objective", "step", maintain_order=True)
+        curves.filter(every_seed)
+        .group_by("objective", "step", maintain_order=True)
         .agg(
             mean=pl.col(metric).mean(),
             low=pl.col(metric).min(),
@@ -60,7 +64,7 @@ def _summary(curves: pl.DataFrame, metric: str) -> pl.DataFrame:
 
 def plot_validation_curves(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any = None) -> Any:
     """Validation `metric` at every validation step, one line per objective: mean over seeds (markers at
-    the validations), band from the lowest to the highest seed."""
+    the validations), band from the lowest to the highest seed; up to the last step all its seeds reached."""
     summary = _summary(curves, metric)
     ax = _axes(ax, (7.5, 4.5))
     for index, objective in enumerate(curves["objective"].unique(maintain_order=True)):
@@ -75,7 +79,7 @@ def plot_validation_curves(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any
     ax.text(
         0.99,
         0.02,
-        f"line: mean over {seeds}; band: lowest to highest seed",
+        f"line: mean over {seeds}; band: lowest to highest seed; until the first seed stops",
         transform=ax.transAxes,
         ha="right",
         va="bottom",
@@ -89,7 +93,7 @@ def plot_validation_curves(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any
 
 def plot_time_to_quality(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any = None) -> Any:
     """Validation `metric` (mean over seeds) against wall-clock training seconds (mean over seeds, from
-    history.jsonl), one line per objective; a star marks each objective's best mean."""
+    history.jsonl), one line per objective, until its first seed stops; a star marks the best mean."""
     if "elapsed_seconds" not in curves.columns:
         raise ValueError("the history has no elapsed_seconds; time to quality needs them")
     summary = _summary(curves, metric)
@@ -108,7 +112,7 @@ def plot_time_to_quality(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any =
     ax.text(
         0.99,
         0.02,
-        "line: mean over seeds; star: best mean validation",
+        "line: mean over seeds, until the first seed stops; star: best mean validation",
         transform=ax.transAxes,
         ha="right",
         va="bottom",

@@ -142,7 +142,7 @@ def _read_ranks_file(path: Path) -> pl.DataFrame:
         ) from None
     if ranks["rank"].null_count() or (ranks.height and ranks["rank"].min() < 1):
         raise DataError(f"{path}: rank must be a 1-based integer for every row; the file is damaged.")
-    return ranks.cast(pl.Int64)
+    return ranks.with_columns(pl.col("rank").cast(pl.Int64))  # ids stay as written: integers or strings
 
 
 def _run_from_json(run_json: Path) -> RunRecord | SkippedRun:

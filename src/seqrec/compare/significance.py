@@ -154,7 +154,7 @@ def _compare_pair(
         differences = objective_values - baseline_values  # [n_seeds, S]
         per_seed = differences.mean(axis=1)
         objective_mean, baseline_mean = objective_values.mean(), baseline_values.mean()
-        n_samples, users = reference.height, reference["user"].to_numpy()
+        n_samples, users = reference.height, reference["user"].rank("dense").to_numpy()  # ids may be strings
     else:
         objective_seeds = np.array([_recorded(run, split, metric) for run in objective_runs])
         baseline_seeds = np.array([_recorded(run, split, metric) for run in baseline_runs])
