@@ -70,7 +70,8 @@ table = compare.results_table(runs, metrics=metrics, objectives=OBJECTIVES)
 display(Markdown(compare.format_table(table)))
 ceiling = compare.ceiling(runs)
 if ceiling:
-    display(Markdown(f"Ceiling (the synthetic generator's Bayes-optimal ranking): {METRIC} {ceiling[METRIC]:.4f}"))
+    text = f"{METRIC} {ceiling[METRIC]:.4f}"
+    display(Markdown(f"Ceiling (the synthetic generator's Bayes-optimal ranking): {text}"))
 
 # %% [markdown]
 # ## Significance against the baseline, and the verdicts
@@ -82,7 +83,7 @@ if ceiling:
 # %%
 shown = table["objective"].to_list()
 baseline = BASELINE or shown[0]
-significance = compare.paired_significance(runs, baseline=baseline, metric=METRIC, test=TEST, objectives=shown)
+significance = compare.paired_significance(runs, baseline, METRIC, test=TEST, objectives=shown)
 title, method = compare.significance_heading(significance, baseline, METRIC).split("\n")
 display(Markdown(f"**{title}**\n\n{method}\n\n" + compare.format_significance(significance)))
 

@@ -203,13 +203,13 @@ def test_variant_labels_use_resolved_values_and_ignore_bookkeeping(tmp_path: Pat
 def test_results_table_warns_when_runs_differ_in_more_than_the_objective(tmp_path: Path, caplog):
     write_run(tmp_path / "a", "bce", 0, config={"trainer": {"lr": 0.001}, "dataset": {"path": "/a"}})
     record = json.loads((write_run(tmp_path / "b", "bce", 1) / "run.json").read_text())
-    record["choices"]["dataset"] = "ml-1m"
+    record["choices"] |= {"dataset": "ml-1m", "experiment_loss@loss": "quick/bce"}  # pins chosen by the loss
     record["config"] = {"trainer": {"lr": 0.002}, "dataset": {"path": "/b"}}
     (tmp_path / "b" / "run.json").write_text(json.dumps(record))
     with caplog.at_level(logging.WARNING, logger="seqrec.compare"):
         compare.results_table(compare.load_runs(tmp_path))
     assert "mix dataset = ['ml-100k', 'ml-1m'], trainer.lr = ['0.001', '0.002']" in caplog.text
-    assert "dataset.path" not in caplog.text  # where the data lies does not change it
+    assert "dataset.path" not in caplog.text and "experiment_loss" not in caplog.text
 
 
 # -------------------------------------------------------------------------------------------- table

@@ -31,6 +31,7 @@ SECONDS_COLUMN = "seconds_to_best"
 # Config keys that may differ between the runs of one comparison without making it unfair.
 _ALLOWED_DIFFERENCES = (
     "loss",
+    "experiment_loss",  # the preset's per-loss pins (a config group chosen by the loss)
     "seed",
     "name",
     "experiment",
@@ -83,7 +84,7 @@ def warn_if_setups_differ(runs: Sequence[RunRecord]) -> None:
     allowed = (*_ALLOWED_DIFFERENCES, *labelled)  # variant labels show these differences already
     mixed = []
     for key in keys:
-        if any(key == name or key.startswith(f"{name}.") for name in allowed):
+        if any(key == name or key.startswith((f"{name}.", f"{name}@")) for name in allowed):
             continue
         values = sorted({setting.get(key, "(unset)") for setting in settings})
         if len(values) > 1:
