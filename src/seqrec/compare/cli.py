@@ -205,7 +205,7 @@ def default_metrics(style: str, metric: str) -> tuple[str, ...]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m seqrec.compare",
-        description="Compare recorded seqrec runs: a table (mean ± 95%% CI over seeds), seed-aware paired "
+        description="Compare recorded seqrec runs: a table (mean ± 95% CI over seeds), seed-aware paired "
         "significance against a baseline with a verdict per objective, and figures.",
     )
     parser.add_argument(
