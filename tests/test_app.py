@@ -217,8 +217,13 @@ def test_seminar_preset_pins_the_protocol():
         cfg = compose(config_name="config", overrides=["experiment=seminar"], return_hydra_config=True)
     assert cfg.hydra.runtime.choices.dataset == "ml-1m" and cfg.hydra.runtime.choices.split == "time"
     assert (cfg.preprocess.user_core, cfg.preprocess.item_core) == (5, 5)
-    assert (cfg.preprocess.kcore_passes, cfg.preprocess.kcore_order) == (None, "together")  # until nothing changes
-    assert cfg.preprocess.drop_exact_duplicates is False and cfg.preprocess.duplicates == "keep"  # every row kept
+    assert (cfg.preprocess.kcore_passes, cfg.preprocess.kcore_order) == (
+        None,
+        "together",
+    )  # until nothing changes
+    assert (
+        cfg.preprocess.drop_exact_duplicates is False and cfg.preprocess.duplicates == "keep"
+    )  # every row kept
     assert (cfg.split.valid_quantile, cfg.split.test_quantile, cfg.split.min_train_events) == (0.8, 0.9, 5)
     m = cfg.model
     assert (m.embedding_dim, m.num_heads, m.num_layers, m.ffn_dim, m.dropout, m.max_seq_len) == (

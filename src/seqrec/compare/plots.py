@@ -76,19 +76,8 @@ def plot_validation_curves(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any
     ax.set(
         xlabel="optimizer step", ylabel=f"validation {metric}", title=f"Validation {metric} during training"
     )
-    ax.text(
-        0.99,
-        0.02,
-        f"line: mean over {seeds}; band: lowest to highest seed; until the first seed stops",
-        transform=ax.transAxes,
-        ha="right",
-        va="bottom",
-        fontsize=8,
-        color="0.3",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return ax
+    note = f"line: mean over {seeds}; band: lowest to highest seed; until the first seed stops"
+    return _finish_curves(ax, note)
 
 
 def plot_time_to_quality(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any = None) -> Any:
@@ -109,16 +98,12 @@ def plot_time_to_quality(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any =
         ylabel=f"validation {metric}",
         title=f"Time to quality: validation {metric} against training time",
     )
-    ax.text(
-        0.99,
-        0.02,
-        "line: mean over seeds, until the first seed stops; star: best mean validation",
-        transform=ax.transAxes,
-        ha="right",
-        va="bottom",
-        fontsize=8,
-        color="0.3",
-    )
+    return _finish_curves(ax, "line: mean over seeds, until the first seed stops; star: best mean validation")
+
+
+def _finish_curves(ax: Any, legend_note: str) -> Any:
+    """Grid, legend outside the axes, and a small note saying what the lines and marks mean."""
+    ax.text(0.99, 0.02, legend_note, transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.3")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
