@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: env  ## the quick experiment on the embedded data (4 objectives x 3 seeds), then the comparison
-	$(PY) run.py -m experiment=quick hydra.sweep.dir=$(DEMO_DIR)
+	OMP_NUM_THREADS=1 $(PY) run.py -m experiment=quick hydra.sweep.dir=$(DEMO_DIR)  # tiny model: one thread per run avoids thread thrashing
 	$(PY) -m seqrec.compare $(DEMO_DIR)
 
 notebook: env  ## the comparison notebook without JupyterLab, on SWEEP -> FIRST_SWEEP/compare.ipynb with figures
