@@ -146,12 +146,23 @@ def test_accumulating_batches_equals_one_batch():
     assert batched.compute() == whole.compute()
 
 
-def test_explicit_ranks_override_tie_rule_but_not_top_lists():
-    scores = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
-    metrics = RankingMetrics([1], num_items=3)
-    metrics.update(scores, torch.tensor([0, 2]), ranks=torch.tensor([2, 2]))
-    assert metrics.ranks().tolist() == [2, 2]
-    assert metrics.compute() == {"dcg@1": 0.0, "hitrate@1": 0.0, "coverage@1": pytest.approx(2 / 3)}
+def test_add_takes_ranks_and_top_lists_ranked_elsewhere():
+    metrics = RankingMetrics([1, 2], num_items=3)
+    metrics.add(torch.tensor([[0, 1], [1, 2]]), torch.tensor([2, 1]), torch.zeros(2, 5))
+    assert metrics.ranks().tolist() == [2, 1]
+    assert metrics.compute() == {
+        "dcg@1": 0.5,
+        "dcg@2": pytest.approx((1 / math.log2(3) + 1) / 2),
+        "hitrate@1": 0.5,
+        "hitrate@2": 1.0,
+        "coverage@1": pytest.approx(2 / 3),
+        "coverage@2": 1.0,
+    }
+    with pytest.raises(ValueError, match=r"top_items must be \[batch, 2\]"):
+        metrics.add(torch.tensor([[0], [1]]), torch.tensor([2, 1]), torch.zeros(2, 5))
+    metrics.add(torch.tensor([[0, 1]]), torch.tensor([1]), torch.tensor([[0.0, float("nan")]]))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.compute()
 
 
 def test_nan_scores_fail_at_compute():

@@ -2,8 +2,12 @@
 
 Every protocol has `evaluate(score_fn, samples, item_seq, max_seq_len, num_items) -> EvaluationResult`.
 score_fn(inputs [B, L] int64, lengths [B] int64) -> scores [B, I] float scores a batch of model inputs
-(right-padded windows, see seqrec.data.batches.gather_windows); the protocol batches the samples,
-masks the items that do not compete with -inf and accumulates seqrec.metrics.RankingMetrics.
+(right-padded windows, see seqrec.data.batches.gather_windows) into a new tensor, which the protocol may
+overwrite; the protocol batches the samples, masks the items that do not compete with -inf and
+accumulates seqrec.metrics.RankingMetrics.
+
+Memory: at most `max_scores` scores ([batch x catalog]) are in flight; batches shrink for large catalogs
+(min(batch_size, max_scores // I) samples, at least one) and the metrics' temporaries are bool masks.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import torch
 
 from seqrec.data.batches import gather_windows
 from seqrec.data.types import DataError, EvalSamples
-from seqrec.metrics import RankingMetrics, check_ks
+from seqrec.metrics import RankingMetrics, check_ks, top_k_items
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_DRAW_CHUNK = 256  # samples per chunk of random keys when drawing sampled candidates
+_MINUS_INF = float("-inf")
+_DRAW_CHUNK = 256  # at most this many samples' random keys at a time when drawing sampled candidates
 
 
 @dataclass(frozen=True)
@@ -37,10 +42,17 @@ class FullCatalog:
     event, so a re-consumed item is ranked like any other target instead of getting no rank at all.
     """
 
-    def __init__(self, ks: Sequence[int] = (5, 10, 20), exclude_seen: bool = False, batch_size: int = 1024):
+    def __init__(
+        self,
+        ks: Sequence[int] = (5, 10, 20),
+        exclude_seen: bool = False,
+        batch_size: int = 1024,
+        max_scores: int = 2**26,
+    ):
         self.ks = check_ks(ks)
         self.exclude_seen = exclude_seen
         self.batch_size = _check_batch_size(batch_size)
+        self.max_scores = _check_max_scores(max_scores)
 
     @torch.inference_mode()
     def evaluate(
@@ -52,12 +64,13 @@ class FullCatalog:
         num_items: int,
     ) -> EvaluationResult:
         metrics = RankingMetrics(self.ks, num_items)
-        for _, batch in _sample_batches(samples, self.batch_size, item_seq, num_items):
+        batch_size = _rows_in_flight(self.batch_size, self.max_scores, num_items)
+        for _, batch in _sample_batches(samples, batch_size, item_seq, num_items):
             scores = _score_batch(score_fn, batch, item_seq, max_seq_len, num_items)
             if self.exclude_seen:
-                seen = seen_item_mask(item_seq, batch.history_start, batch.history_end, num_items)
-                seen[torch.arange(len(batch), device=seen.device), batch.target] = False
-                scores = scores.masked_fill(seen, float("-inf"))
+                target_scores = scores.gather(1, batch.target[:, None])
+                scores[history_events(item_seq, batch.history_start, batch.history_end)] = _MINUS_INF
+                scores.scatter_(1, batch.target[:, None], target_scores)  # the target keeps competing
             metrics.update(scores, batch.target)
         return EvaluationResult(metrics.compute(), metrics.ranks())
 
@@ -96,6 +109,7 @@ class SampledCandidates:
         seed: int = 0,
         replacement: bool = False,
         exclude: str = "history",
+        max_scores: int = 2**26,
     ):
         if num_negatives < 1:
             raise ValueError(f"evaluation.num_negatives must be >= 1, got {num_negatives}")
@@ -114,6 +128,7 @@ class SampledCandidates:
         self.seed = seed
         self.replacement = replacement
         self.exclude = exclude
+        self.max_scores = _check_max_scores(max_scores)
         # id(samples) -> (samples, item_seq, num_items, candidates); the strong references keep ids unique.
         self._cache: dict[int, tuple[EvalSamples, torch.Tensor, int, torch.Tensor]] = {}
 
@@ -131,9 +146,10 @@ class SampledCandidates:
             )
         generator = torch.Generator().manual_seed(self.seed)
         chunks = []
-        # A fixed chunk size (not batch_size) keeps the draws independent of batching; it bounds the
-        # memory of the random keys to _DRAW_CHUNK x num_items float64.
-        for _, chunk in _sample_batches(samples, _DRAW_CHUNK, item_seq, num_items):
+        # One generator draws sample after sample, so the chunking (which bounds the memory of the
+        # [chunk, I] float64 keys or probabilities) does not change the draws.
+        chunk_size = _rows_in_flight(_DRAW_CHUNK, self.max_scores, num_items)
+        for _, chunk in _sample_batches(samples, chunk_size, item_seq, num_items):
             if self.exclude == "training":
                 excluded = seen_item_mask(item_seq, chunk.history_start, chunk.train_end, num_items)
             else:
@@ -182,15 +198,51 @@ class SampledCandidates:
     ) -> EvaluationResult:
         metrics = RankingMetrics(self.ks, num_items)
         all_negatives = self.candidates(samples, item_seq, num_items)
-        for rows, batch in _sample_batches(samples, self.batch_size, item_seq, num_items):
+        batch_size = _rows_in_flight(self.batch_size, self.max_scores, num_items)
+        for rows, batch in _sample_batches(samples, batch_size, item_seq, num_items):
             scores = _score_batch(score_fn, batch, item_seq, max_seq_len, num_items)
-            negatives = all_negatives[rows]
-            target_scores = scores.gather(1, batch.target[:, None])
-            ranks = 1 + (scores.gather(1, negatives) >= target_scores).sum(1)
-            competing = torch.zeros_like(scores, dtype=torch.bool)
-            competing.scatter_(1, torch.cat([negatives, batch.target[:, None]], dim=1), True)
-            metrics.update(scores.masked_fill(~competing, float("-inf")), batch.target, ranks=ranks)
+            candidates = torch.cat([all_negatives[rows], batch.target[:, None]], dim=1)  # [B, C], target last
+            candidate_scores = scores.gather(1, candidates)
+            ranks = 1 + (candidate_scores[:, :-1] >= candidate_scores[:, -1:]).sum(1)
+            top_items = top_candidates(scores, candidates, candidate_scores, metrics.max_k)
+            metrics.add(top_items, ranks, candidate_scores)
         return EvaluationResult(metrics.compute(), metrics.ranks())
+
+
+def top_candidates(
+    scores: torch.Tensor, candidates: torch.Tensor, candidate_scores: torch.Tensor, k: int
+) -> torch.Tensor:
+    """[B, k] int64: top_k_items of the scores with every item but the candidates set to -inf, computed
+    from the candidates. scores: [B, I]; candidates: [B, C] items (repeats allowed); candidate_scores:
+    [B, C] their scores."""
+    by_id, order = candidates.sort(dim=1)
+    by_id_scores = candidate_scores.gather(1, order)
+    # A repeated candidate is one item: its copies after the first drop to -inf, behind every item.
+    repeated = torch.zeros_like(by_id, dtype=torch.bool)
+    repeated[:, 1:] = by_id[:, 1:] == by_id[:, :-1]
+    best = by_id_scores.masked_fill(repeated, _MINUS_INF).sort(dim=1, descending=True, stable=True)
+    top_items = by_id.gather(1, best.indices[:, :k])
+    # A -inf among the k best ties with every other item; rank those rows over the whole masked catalog.
+    tied_with_excluded = (best.values[:, k - 1] == _MINUS_INF).nonzero().squeeze(1)
+    if len(tied_with_excluded):
+        masked = torch.full_like(scores[tied_with_excluded], _MINUS_INF)
+        masked.scatter_(1, candidates[tied_with_excluded], candidate_scores[tied_with_excluded])
+        top_items[tied_with_excluded] = top_k_items(masked, k)
+    return top_items
+
+
+def history_events(
+    item_seq: torch.Tensor, start: torch.Tensor, end: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, items), each [sum(end - start)] int64: one entry per event of item_seq[start[b]:end[b]].
+
+    item_seq: [E] int64; start, end: [B] int64 on item_seq's device.
+    """
+    lengths = end - start
+    rows = torch.repeat_interleave(torch.arange(len(start), device=item_seq.device), lengths)
+    first_event_of_row = torch.cumsum(lengths, 0) - lengths
+    positions = start[rows] + torch.arange(len(rows), device=item_seq.device) - first_event_of_row[rows]
+    return rows, item_seq[positions]
 
 
 def seen_item_mask(
@@ -201,12 +253,8 @@ def seen_item_mask(
     item_seq: [E] int64; start, end: [B] int64 on item_seq's device. Memory grows with the number of
     history events, not with the longest history times B.
     """
-    lengths = end - start
-    rows = torch.repeat_interleave(torch.arange(len(start), device=item_seq.device), lengths)
-    first_event_of_row = torch.cumsum(lengths, 0) - lengths
-    positions = start[rows] + torch.arange(len(rows), device=item_seq.device) - first_event_of_row[rows]
     seen = torch.zeros(len(start), num_items, dtype=torch.bool, device=item_seq.device)
-    seen[rows, item_seq[positions]] = True
+    seen[history_events(item_seq, start, end)] = True
     return seen
 
 
@@ -214,6 +262,17 @@ def _check_batch_size(batch_size: int) -> int:
     if batch_size < 1:
         raise ValueError(f"evaluation.batch_size must be >= 1, got {batch_size}")
     return batch_size
+
+
+def _check_max_scores(max_scores: int) -> int:
+    if max_scores < 1:
+        raise ValueError(f"evaluation.max_scores must be >= 1, got {max_scores}")
+    return max_scores
+
+
+def _rows_in_flight(batch_size: int, max_scores: int, num_items: int) -> int:
+    """Samples per batch: batch_size, fewer when batch_size x num_items would exceed max_scores."""
+    return max(1, min(batch_size, max_scores // num_items))
 
 
 def _sample_batches(

@@ -2,7 +2,8 @@
 
 Tie rule everywhere: items are ordered by score descending, equal scores by the lower item id first
 (what a stable descending sort gives). -inf marks items that do not compete; they rank last.
-All functions run on the scores' device without host synchronisation.
+All functions run on the scores' device; top_k_items synchronises once per call. Temporaries stay at
+about half the memory of the scores (bool masks), so a caller bounds memory by bounding the scores.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import torch
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """1-based rank of each target: 1 + #{j: s_j > s_t} + #{j < t: s_j == s_t}.
 
-    scores: [S, I] float; targets: [S] int64. Returns [S] int64.
+    scores: [S, I] float; targets: [S] int64. Returns [S] int64. Temporaries: two [S, I] bool masks.
     """
     target_scores = scores.gather(1, targets[:, None])
     item_ids = torch.arange(scores.shape[1], device=scores.device)
     higher = (scores > target_scores).sum(1)
-    tied_lower_id = ((scores == target_scores) & (item_ids[None, :] < targets[:, None])).sum(1)
+    tied_lower_id = (scores == target_scores).logical_and_(item_ids[None, :] < targets[:, None]).sum(1)
     return 1 + higher + tied_lower_id
 
 
@@ -28,22 +29,40 @@ def top_k_items(scores: torch.Tensor, k: int) -> torch.Tensor:
     """The k best items of every row, best first, exactly under the tie rule.
 
     scores: [S, I] float. Returns [S, k] int64, equal to torch.sort(scores, descending=True,
-    stable=True).indices[:, :k].
+    stable=True).indices[:, :k]. Temporaries: an [S, I] bool mask, and for the rows whose ties cross
+    the k-th place, an [S', I] int32 key.
     """
     if not 1 <= k <= scores.shape[1]:
         raise ValueError(f"k must be in 1..{scores.shape[1]} (the number of items), got {k}")
-    # torch.topk gets the k-th best score right but breaks ties arbitrarily. Rebuild the top-k set
-    # from that score: every item above it, then the lowest-id items tied with it until k are taken.
-    kth_score = scores.topk(k, dim=1).values[:, -1:]
-    above = scores > kth_score
-    tied = scores == kth_score
-    free_slots = k - above.sum(1, keepdim=True)
-    selected = above | (tied & (tied.cumsum(1) <= free_slots))
-    # Exactly k entries per row are selected, so the k largest of the 0/1 mask are those items.
-    items = selected.to(torch.uint8).topk(k, dim=1).indices.sort(dim=1).values
-    # Items are now in id order; a stable sort by score puts them best first, ties by lower id.
+    # torch.topk gets the k best scores right but picks arbitrary items among ties. Its items are the
+    # exact set unless items tied with the k-th score were left out (some tied item is not in the list).
+    values, items = scores.topk(k, dim=1)
+    kth_score = values[:, -1:]
+    tied_in_list = (values == kth_score).sum(1)
+    inexact = ((scores == kth_score).sum(1) > tied_in_list).nonzero().squeeze(1)
+    if len(inexact):
+        items[inexact] = _top_k_with_tied_lowest_ids(scores, inexact, values[inexact], items[inexact])
+    # Order the exact set best first, ties by lower id: sort by id, then stably by score.
+    items = items.sort(dim=1).values
     order = scores.gather(1, items).sort(dim=1, descending=True, stable=True).indices
     return items.gather(1, order)
+
+
+def _top_k_with_tied_lowest_ids(
+    scores: torch.Tensor, rows: torch.Tensor, values: torch.Tensor, items: torch.Tensor
+) -> torch.Tensor:
+    """For `rows` [R] of scores [S, I] with their topk values/items [R, k]: the items above the k-th score
+    (topk lists them first) followed by the lowest-id items tied with it, [R, k] int64 (unordered)."""
+    num_items, k = scores.shape[1], values.shape[1]
+    kth_score = values[:, -1:]
+    num_above = (values > kth_score).sum(1, keepdim=True)  # [R, 1]
+    # Tied items get key I - id, the others 0: the largest keys are the lowest tied ids.
+    reversed_ids = torch.arange(num_items, 0, -1, device=scores.device, dtype=torch.int32)
+    tied = scores.index_select(0, rows) == kth_score
+    lowest_tied = torch.where(tied, reversed_ids, 0).topk(k, dim=1).indices  # [R, k], lowest id first
+    slot = torch.arange(k, device=scores.device)[None, :]
+    from_tied = lowest_tied.gather(1, (slot - num_above).clamp(min=0))
+    return torch.where(slot < num_above, items, from_tied)
 
 
 def check_ks(ks: Sequence[int], num_items: int | None = None) -> tuple[int, ...]:
@@ -79,25 +98,33 @@ class RankingMetrics:
         self._covered: torch.Tensor | None = None
         self._saw_nan: torch.Tensor | None = None
 
-    def update(self, scores: torch.Tensor, targets: torch.Tensor, ranks: torch.Tensor | None = None) -> None:
-        """Add a batch: scores [B, I] float, targets [B] int64.
-
-        ranks: optional [B] int64 target ranks from a protocol with its own tie rule (sampled
-        evaluation); by default target_ranks(scores, targets). Top-k lists always come from scores.
-        """
+    def update(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a batch: scores [B, I] float, targets [B] int64; ranks and top-k lists by the tie rule."""
         if scores.ndim != 2 or scores.shape[1] != self.num_items:
             raise ValueError(f"scores must be [batch, {self.num_items}], got {list(scores.shape)}")
         if targets.shape != scores.shape[:1]:
             raise ValueError(f"targets must be [{scores.shape[0]}], got {list(targets.shape)}")
+        self.add(top_k_items(scores, self.max_k), target_ranks(scores, targets), scores)
+
+    def add(self, top_items: torch.Tensor, ranks: torch.Tensor, scores: torch.Tensor) -> None:
+        """Add a batch ranked elsewhere (e.g. among sampled candidates, with their own tie rule).
+
+        top_items: [B, max_k] int64 best first; ranks: [B] int64; scores: the scores they came from
+        (any shape), checked for NaN.
+        """
+        if top_items.ndim != 2 or top_items.shape[1] != self.max_k or ranks.shape != top_items.shape[:1]:
+            raise ValueError(
+                f"top_items must be [batch, {self.max_k}] and ranks [batch], "
+                f"got {list(top_items.shape)} and {list(ranks.shape)}"
+            )
         if self._covered is None:
-            self._covered = torch.zeros(len(self.ks), self.num_items, dtype=torch.bool, device=scores.device)
-            self._saw_nan = torch.zeros((), dtype=torch.bool, device=scores.device)
-        # NaN would silently get rank 1; remember it on the device and fail in compute() (no sync here).
-        self._saw_nan |= scores.isnan().any()
-        top_items = top_k_items(scores, self.max_k)
+            self._covered = torch.zeros(len(self.ks), self.num_items, dtype=torch.bool, device=ranks.device)
+            self._saw_nan = torch.zeros((), dtype=torch.bool, device=ranks.device)
+        # NaN would silently get rank 1; remember it on the device and fail in compute(). max propagates NaN.
+        self._saw_nan |= scores.amax().isnan()
         for row, k in enumerate(self.ks):
             self._covered[row, top_items[:, :k].reshape(-1)] = True
-        self._ranks.append(target_ranks(scores, targets) if ranks is None else ranks)
+        self._ranks.append(ranks)
 
     def ranks(self) -> torch.Tensor:
         """[S] int64 on the CPU: every sample's target rank, in update order."""
