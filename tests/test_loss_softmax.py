@@ -1,4 +1,4 @@
-"""Full softmax: dense path vs a loop, chunked path vs dense (values, gradients), memory bound."""
+"""Full softmax vs a loop (values), chunk sizes vs one chunk (gradients), gradcheck, memory bound."""
 
 from __future__ import annotations
 
@@ -32,18 +32,34 @@ def test_dense_and_chunked_match_reference(make_input, temperature, max_logits):
     assert loss.item() == pytest.approx(reference_softmax(batch, temperature), rel=1e-10)
 
 
-def gradients(batch, objective):
-    objective(batch).backward()
-    return batch.queries.grad, batch.item_embeddings.grad
+def autograd_reference(batch, temperature: float, scale: float):
+    """Gradients of scale * loss through F.cross_entropy on all logits, by autograd."""
+    queries = batch.queries.detach().requires_grad_()
+    item_embeddings = batch.item_embeddings.detach().requires_grad_()
+    logits = (queries / temperature) @ item_embeddings.T
+    (scale * torch.nn.functional.cross_entropy(logits, batch.positives)).backward()
+    return queries.grad, item_embeddings.grad
 
 
-@pytest.mark.parametrize("max_logits", [30, 12, 1])
-def test_chunked_gradients_equal_dense_gradients(make_input, max_logits):
-    dense = gradients(make_input(seed=3), Softmax(temperature=0.5))
-    chunked = gradients(make_input(seed=3), Softmax(temperature=0.5, max_logits=max_logits))
-    assert dense[0].abs().sum() > 0 and dense[1].abs().sum() > 0
-    torch.testing.assert_close(chunked[0], dense[0], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(chunked[1], dense[1], rtol=1e-10, atol=1e-12)
+@pytest.mark.parametrize("max_logits", [2**26, 30, 12, 1])
+@pytest.mark.parametrize("scale", [1.0, -2.5])
+def test_gradients_equal_autograd_of_cross_entropy(make_input, max_logits, scale):
+    batch = make_input(seed=3)
+    (scale * Softmax(temperature=0.5, max_logits=max_logits)(batch)).backward()
+    expected = autograd_reference(batch, 0.5, scale)
+    assert expected[0].abs().sum() > 0 and expected[1].abs().sum() > 0
+    torch.testing.assert_close(batch.queries.grad, expected[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(batch.item_embeddings.grad, expected[1], rtol=1e-10, atol=1e-12)
+
+
+def test_frozen_item_table_gets_no_gradient(make_input):
+    batch = make_input(seed=4)
+    frozen = ObjectiveInput(**(vars(batch) | dict(item_embeddings=batch.item_embeddings.detach())))
+    Softmax()(frozen).backward()
+    assert frozen.item_embeddings.grad is None
+    torch.testing.assert_close(
+        batch.queries.grad, autograd_reference(batch, 1.0, 1.0)[0], rtol=1e-10, atol=1e-12
+    )
 
 
 def test_chunked_gradcheck(make_input):
@@ -76,8 +92,8 @@ def test_large_catalog_never_materialises_all_logits(spy):
     loss = Softmax(max_logits=max_logits)(batch)
     loss.backward()
     assert max(block.numel() for block in logit_blocks) <= max_logits
-    # Forward and backward each visit all N * I logits, chunk by chunk.
-    assert sum(block.numel() for block in logit_blocks) == 2 * num_queries * num_items
+    # One pass over all N * I logits, chunk by chunk: the gradients are computed with the loss.
+    assert sum(block.numel() for block in logit_blocks) == num_queries * num_items
     assert torch.isfinite(loss) and loss.item() == pytest.approx(math.log(num_items), rel=0.05)
     assert torch.isfinite(queries.grad).all() and torch.isfinite(item_embeddings.grad).all()
 
