@@ -78,6 +78,7 @@ class ModelConfig:
     scale_item_embeddings: bool = False
     attend_padding: bool = False
     init: str = "trunc_normal"
+    layout: str = "auto"
 
 
 @dataclass

@@ -8,6 +8,11 @@ The defaults are seqrec's own block (nn.TransformerEncoderLayer's layout). The o
 the original SASRec code and its ports (experiments/sasrec_original, experiments/ms_recommenders):
 queries-only pre-norm whose residuals start from the normalised stream, ReLU, scaled item embeddings,
 embedding dropout, per-position norm parameters, and attention to left padding.
+
+Two layouts compute the same function: `padded` runs every [B, L] position through fused kernels
+(F.scaled_dot_product_attention, the fast path on CUDA); `packed` (seqrec.packed) runs only the real
+positions and the causal blocks of attention that matter, the fast path on CPU. Their dropout masks
+follow the same distribution from different random draws.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqrec.initialization import INIT_SCHEMES, initialise
+from seqrec.packed import PackedLayout, blocked_causal_attention, dropout
 
 POSITION_ORDERS = ("backward", "forward")
+LAYOUTS = ("auto", "padded", "packed")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
@@ -37,7 +44,7 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(shape))
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D], positions: [B, L] int64 -> [B, L, D]."""
+        """x: [B, L, D], positions: [B, L] int64 -> [B, L, D] (or packed: [N, D], [N] -> [N, D])."""
         if self.weight.dim() == 1:
             return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight[positions] + self.bias[positions]
@@ -55,19 +62,25 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(embedding_dim, 3 * embedding_dim)
         self.out = nn.Linear(embedding_dim, embedding_dim) if out_projection else nn.Identity()
 
-    def forward(self, x: torch.Tensor, keys_values: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, keys_values: torch.Tensor | None = None, layout: PackedLayout | None = None
+    ) -> torch.Tensor:
         """x: [B, L, D] input of the queries; keys_values: [B, L, D] input of keys and values
-        (None: x, the usual self-attention) -> [B, L, D]."""
-        batch_size, seq_len, dim = x.shape
+        (None: x, the usual self-attention) -> [B, L, D]. Packed real positions: [N, D] -> [N, D]."""
+        dim = x.shape[-1]
+        dropout_p = self.dropout if self.training else 0.0
         if keys_values is None:
-            q, k, v = self.qkv(x).split(dim, dim=2)
+            q, k, v = self.qkv(x).split(dim, dim=-1)
         else:
             weight, bias = self.qkv.weight, self.qkv.bias
             q = F.linear(x, weight[:dim], bias[:dim])
-            k, v = F.linear(keys_values, weight[dim:], bias[dim:]).split(dim, dim=2)
+            k, v = F.linear(keys_values, weight[dim:], bias[dim:]).split(dim, dim=-1)
+        if layout is not None:
+            qkv = torch.cat([q, k, v], dim=1)
+            return self.out(blocked_causal_attention(qkv, layout, self.num_heads, dropout_p))
+        batch_size, seq_len, _ = x.shape
         # [B, L, D] -> [B, H, L, D / H]
         q, k, v = (t.view(batch_size, seq_len, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
-        dropout_p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
         return self.out(y.transpose(1, 2).reshape(batch_size, seq_len, dim))
 
@@ -115,17 +128,31 @@ class EncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout) if options.attention_output_dropout else nn.Identity()
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D], positions: [B, L] int64 (for per-position norms) -> [B, L, D]."""
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor, layout: PackedLayout | None = None
+    ) -> torch.Tensor:
+        """x: [B, L, D], positions: [B, L] int64 (for per-position norms) -> [B, L, D]; or packed real
+        positions x: [N, D], positions: [N] given their layout -> [N, D]."""
         o = self.options
+
+        def drop(module: nn.Module, values: torch.Tensor) -> torch.Tensor:
+            # The packed path draws cheaper dropout masks (seqrec.packed.dropout) than nn.Dropout.
+            if layout is None or not isinstance(module, nn.Dropout):
+                return module(values)
+            return dropout(values, module.p, module.training)
+
+        def feed_forward(values: torch.Tensor) -> torch.Tensor:
+            linear1, activation, inner_dropout, linear2 = self.feed_forward
+            return linear2(drop(inner_dropout, activation(linear1(values))))
+
         if not o.norm_first:
-            x = self.norm1(x + self.dropout1(self.attention(x)), positions)
-            return self.norm2(x + self.dropout2(self.feed_forward(x)), positions)
+            x = self.norm1(x + drop(self.dropout1, self.attention(x, layout=layout)), positions)
+            return self.norm2(x + drop(self.dropout2, feed_forward(x)), positions)
         normed = self.norm1(x, positions)
-        attended = self.attention(normed, None if o.norm_keys_values else x)
-        x = (normed if o.residual_from_norm else x) + self.dropout1(attended)
+        attended = self.attention(normed, None if o.norm_keys_values else x, layout)
+        x = (normed if o.residual_from_norm else x) + drop(self.dropout1, attended)
         ffn_input = self.norm2(x, positions) if self.norm2 is not None else x
-        return (ffn_input if o.residual_from_norm else x) + self.dropout2(self.feed_forward(ffn_input))
+        return (ffn_input if o.residual_from_norm else x) + drop(self.dropout2, feed_forward(ffn_input))
 
 
 class SasRecBackbone(nn.Module):
@@ -159,6 +186,7 @@ class SasRecBackbone(nn.Module):
         scale_item_embeddings: bool = False,
         attend_padding: bool = False,
         init: str = "trunc_normal",
+        layout: str = "auto",
     ):
         super().__init__()
         _check_hyperparameters(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -166,6 +194,7 @@ class SasRecBackbone(nn.Module):
         self.count_backward = position_order == "backward"
         self.item_scale = math.sqrt(embedding_dim) if scale_item_embeddings else 1.0
         self.attend_padding = attend_padding
+        self.layout = layout
 
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         self.position_embedding = nn.Embedding(max_seq_len, embedding_dim)
@@ -208,18 +237,30 @@ class SasRecBackbone(nn.Module):
         if seq_len > self.max_seq_len:
             raise ValueError(f"inputs have {seq_len} positions but model.max_seq_len={self.max_seq_len}")
         positions = self.positions(lengths, seq_len)
+        layout = None
+        if self.layout == "packed" or (
+            self.layout == "auto" and inputs.device.type == "cpu" and not self.attend_padding
+        ):
+            layout = PackedLayout.of(lengths, seq_len)
+            inputs, positions = layout.pack(inputs), layout.pack(positions)
         items = self.item_embedding(inputs)
         if self.item_scale != 1.0:
             items = items * self.item_scale
-        x = self.embedding_dropout(items + self.position_embedding(positions))
+        x = items + self.position_embedding(positions)
+        if layout is not None:
+            x = dropout(x, self.embedding_dropout.p, self.training)
+            return layout.unpack(self._encode(x, positions, layout))
+        x = self.embedding_dropout(x)
         if self.attend_padding:
             return self._encode_left_padded(x, lengths)
         return self._encode(x, positions)
 
-    def _encode(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, D] embedded inputs -> [B, L, D] through the layers and the final norm."""
+    def _encode(
+        self, x: torch.Tensor, positions: torch.Tensor, layout: PackedLayout | None = None
+    ) -> torch.Tensor:
+        """x: [B, L, D] embedded inputs (or packed [N, D]) -> the same through the layers and final norm."""
         for layer in self.layers:
-            x = layer(x, positions)
+            x = layer(x, positions, layout)
         return self.final_norm(x, positions) if self.final_norm is not None else x
 
     def _encode_left_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -269,6 +310,7 @@ def _check_hyperparameters(**h) -> None:
     if h["layer_norm_eps"] <= 0:
         raise ValueError(f"model.layer_norm_eps must be > 0, got {h['layer_norm_eps']}")
     for key, allowed in [
+        ("layout", LAYOUTS),
         ("position_order", POSITION_ORDERS),
         ("activation", tuple(ACTIVATIONS)),
         ("init", INIT_SCHEMES),
@@ -281,3 +323,8 @@ def _check_hyperparameters(**h) -> None:
             raise ValueError(
                 f"model.{key}={str(value).lower()} needs a pre-norm block: set model.norm_first=true"
             )
+    if h["layout"] == "packed" and h["attend_padding"]:
+        raise ValueError(
+            "model.layout=packed computes only real positions but model.attend_padding=true attends to "
+            "padding; use model.layout=auto or padded"
+        )

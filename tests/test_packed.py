@@ -1,0 +1,198 @@
+"""The packed CPU path: layout indices, blocked attention with dropout, the backbone vs the padded path."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seqrec import packed
+from seqrec.model import SasRecBackbone
+from seqrec.packed import PackedLayout, blocked_causal_attention, dropout, keep_mask
+
+LENGTHS = [5, 70, 33, 1, 64, 65, 12, 128, 129]  # block edges (64, 128) on both sides, a single item
+SEQ_LEN = 140
+
+
+def padded_inputs(num_items: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor(LENGTHS)
+    inputs = torch.randint(num_items, (len(LENGTHS), SEQ_LEN), generator=generator)
+    return inputs.masked_fill(torch.arange(SEQ_LEN)[None, :] >= lengths[:, None], 0), lengths
+
+
+def test_layout_packs_and_unpacks_the_real_positions():
+    lengths = torch.tensor(LENGTHS)
+    layout = PackedLayout.of(lengths, SEQ_LEN)
+    padded = torch.randn(len(LENGTHS), SEQ_LEN, 3)
+    real = torch.arange(SEQ_LEN)[None, :] < lengths[:, None]
+    assert torch.equal(layout.pack(padded), padded[real])
+    assert torch.equal(layout.unpack(layout.pack(padded)), padded * real[..., None])
+    assert layout.max_length == 129
+    assert layout.blocks == ((0, 64, 9), (64, 128, 4), (128, 129, 1))  # rows longer than 0, 64, 128
+
+
+def test_head_rows_gather_between_packed_rows_and_the_attention_layout():
+    lengths = torch.tensor([2, 3, 1])
+    layout = PackedLayout.of(lengths, 4)
+    parts, heads, width = 3, 2, 5
+    packed_rows = torch.randn(int(lengths.sum()), parts * heads * width)
+    to_slots, to_packed = layout.head_rows(parts, heads)
+    rows = torch.cat([packed_rows.view(-1, width), torch.zeros(1, width)])
+    slots = rows[to_slots].view(parts, 3, heads, 3, width)  # [parts, B, H, max_length, d]
+    order = [1, 0, 2]  # rows sorted by decreasing length
+    real = [(b, t) for b in range(3) for t in range(int(lengths[b]))]
+    for n, (b, t) in enumerate(real):
+        for part in range(parts):
+            for head in range(heads):
+                expected = packed_rows[n].view(parts, heads, width)[part, head]
+                assert torch.equal(slots[part, order.index(b), head, t], expected)
+    assert (slots[:, order.index(2), :, 1:] == 0).all()  # padding slots read the zero row
+    assert torch.equal(slots.reshape(-1, width)[to_packed], packed_rows.view(-1, width))
+
+
+def reference_attention(qkv, lengths, heads, keep_blocks, layout, p):
+    """Dense causal attention of each row on its own, with the dropout masks the blocked one drew."""
+    head_dim = qkv.shape[1] // (3 * heads)
+    order = torch.sort(lengths, descending=True, stable=True).indices.tolist()
+    keep_full = torch.ones(len(lengths), heads, layout.max_length, layout.max_length, dtype=torch.bool)
+    for (start, end, n), keep in zip(layout.blocks, keep_blocks, strict=True):
+        if keep is not None:
+            keep_full[:n, :, start:end, :end] = keep
+    outputs, offset = [], 0
+    for row, length in enumerate(lengths.tolist()):
+        q, k, v = qkv[offset : offset + length].view(length, 3, heads, head_dim).permute(1, 2, 0, 3)
+        offset += length
+        scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim)
+        scores = scores.masked_fill(torch.ones(length, length, dtype=torch.bool).triu(1), -math.inf)
+        probabilities = scores.softmax(-1)
+        if p > 0:
+            probabilities = probabilities * keep_full[order.index(row), :, :length, :length] / (1 - p)
+        outputs.append((probabilities @ v).transpose(0, 1).reshape(length, -1))
+    return torch.cat(outputs)
+
+
+def block_masks(flat_keep: torch.Tensor, layout: PackedLayout, heads: int) -> list[torch.Tensor]:
+    masks, used = [], 0
+    for start, end, n in layout.blocks:
+        shape = (n, heads, end - start, end)
+        masks.append(flat_keep[used : used + math.prod(shape)].view(shape))
+        used += math.prod(shape)
+    assert used == len(flat_keep)
+    return masks
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_blocked_attention_equals_dense_attention_with_the_same_masks(p, spy):
+    lengths, heads = torch.tensor(LENGTHS), 2
+    layout = PackedLayout.of(lengths, SEQ_LEN)
+    generator = torch.Generator().manual_seed(1)
+    qkv = torch.randn(int(lengths.sum()), 3 * heads * 4, generator=generator, dtype=torch.float64)
+    grad = torch.randn(int(lengths.sum()), heads * 4, generator=generator, dtype=torch.float64)
+    masks = spy(packed, "keep_mask")
+    ours = qkv.clone().requires_grad_()
+    out = blocked_causal_attention(ours, layout, heads, p)
+    out.backward(grad)
+    keep_blocks = block_masks(masks[0], layout, heads) if p > 0 else [None] * len(layout.blocks)
+    assert len(masks) == (1 if p > 0 else 0)
+    theirs = qkv.clone().requires_grad_()
+    expected = reference_attention(theirs, lengths, heads, keep_blocks, layout, p)
+    expected.backward(grad)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_blocked_attention_gradcheck_with_dropout():
+    lengths = torch.tensor([3, 1, 4])
+    layout = PackedLayout.of(lengths, 5)
+    qkv = torch.randn(8, 12, dtype=torch.float64, requires_grad=True)
+
+    def attention(values):
+        torch.manual_seed(0)  # the same dropout mask in every call
+        return blocked_causal_attention(values, layout, 2, 0.25)
+
+    assert torch.autograd.gradcheck(attention, (qkv,))
+
+
+def test_keep_mask_is_calibrated():
+    torch.manual_seed(0)
+    for p in (0.1, 0.5):
+        keep = keep_mask((1_000_000,), p, torch.device("cpu"))
+        assert keep.dtype == torch.bool
+        # Binomial standard error of the kept share is about 5e-4: allow 5 of them.
+        assert abs(keep.double().mean().item() - (1 - p)) < 2.5e-3
+    assert keep_mask((1000,), 0.0, torch.device("cpu")).all()
+
+
+def test_dropout_scales_kept_entries_and_routes_gradients_through_them():
+    torch.manual_seed(0)
+    x = torch.randn(200, 50, dtype=torch.float64, requires_grad=True)
+    y = dropout(x, 0.2, training=True)
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / 0.8)
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.double() / 0.8)
+    assert 0.75 < kept.double().mean() < 0.85
+    assert dropout(x, 0.2, training=False) is x
+
+
+BLOCK_VARIANTS = [
+    {},
+    {"norm_first": True},
+    # The original SASRec code's block: queries-only pre-norm, residuals from the normalised stream, ...
+    {"norm_first": True, "norm_keys_values": False, "residual_from_norm": True, "activation": "relu"},
+    {"norm_first": True, "ffn_norm": False, "norm_per_position": True, "scale_item_embeddings": True},
+    {"attention_out_projection": False, "attention_output_dropout": False, "position_order": "forward"},
+]
+
+
+@pytest.mark.parametrize("options", BLOCK_VARIANTS)
+@pytest.mark.parametrize("training", [False, True])
+def test_packed_backbone_equals_padded_backbone_without_dropout(options, training):
+    torch.manual_seed(0)
+    model = SasRecBackbone(50, 16, 2, 2, 24, dropout=0.0, max_seq_len=SEQ_LEN, **options).double()
+    model.train(training)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():  # non-trivial norms and biases
+            if "norm" in name or name.endswith("bias"):
+                parameter.add_(0.3 * torch.randn_like(parameter))
+    inputs, lengths = padded_inputs(50)
+    real = torch.arange(SEQ_LEN)[None, :] < lengths[:, None]
+    results = {}
+    for layout in ("padded", "packed"):
+        model.layout = layout
+        model.zero_grad()
+        hidden = model(inputs, lengths)
+        (hidden[real] ** 2).sum().backward()
+        results[layout] = hidden[real].detach(), [p.grad.clone() for p in model.parameters()]
+    torch.testing.assert_close(results["packed"][0], results["padded"][0], rtol=1e-10, atol=1e-12)
+    for ours, theirs in zip(results["packed"][1], results["padded"][1], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-11)
+
+
+def test_auto_layout_is_packed_on_cpu_and_bad_layouts_are_rejected(spy):
+    model = SasRecBackbone(50, 16, 2, 1, 24, max_seq_len=SEQ_LEN)
+    layouts = spy(PackedLayout, "of")
+    model(*padded_inputs(50))
+    assert len(layouts) == 1
+    model.layout = "padded"
+    model(*padded_inputs(50))
+    assert len(layouts) == 1
+    with pytest.raises(ValueError, match=r"model\.layout"):
+        SasRecBackbone(50, layout="dense")
+    with pytest.raises(ValueError, match=r"model\.layout=packed .* model\.attend_padding=true"):
+        SasRecBackbone(50, layout="packed", attend_padding=True)
+    attending = SasRecBackbone(50, 16, 2, 1, 24, max_seq_len=SEQ_LEN, attend_padding=True)
+    attending(*padded_inputs(50))
+    assert len(layouts) == 1  # attention to padding needs the padded layout
+
+
+def test_packed_dropout_has_the_configured_rate_in_training():
+    torch.manual_seed(0)
+    model = SasRecBackbone(50, 16, 2, 1, 24, dropout=0.5, max_seq_len=SEQ_LEN, layout="packed").train()
+    inputs, lengths = padded_inputs(50)
+    first, second = model(inputs, lengths), model(inputs, lengths)
+    assert not torch.equal(first, second)  # dropout draws differ from call to call
+    model.eval()
+    assert torch.equal(model(inputs, lengths), model(inputs, lengths))
