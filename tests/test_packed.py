@@ -196,3 +196,14 @@ def test_packed_dropout_has_the_configured_rate_in_training():
     assert not torch.equal(first, second)  # dropout draws differ from call to call
     model.eval()
     assert torch.equal(model(inputs, lengths), model(inputs, lengths))
+
+
+def test_random_int32_is_reproducible_and_uniform():
+    torch.manual_seed(3)
+    first = packed.random_int32((1001,), torch.device("cpu"))
+    torch.manual_seed(3)
+    assert torch.equal(packed.random_int32((1001,), torch.device("cpu")), first)
+    assert not torch.equal(packed.random_int32((1001,), torch.device("cpu")), first)
+    values = packed.random_int32((400_000,), torch.device("cpu")).double()
+    assert abs(values.mean().item()) < 0.01 * 2**31  # uniform over [-2**31, 2**31): mean -0.5
+    assert abs((values < 0).double().mean().item() - 0.5) < 0.005

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 QUERY_BLOCK = 64  # query positions per attention block (measured on CPU: 32 and 64 cost about the same)
@@ -101,28 +102,42 @@ class PackedLayout:
         return to_slots.flatten(), to_packed.flatten()
 
 
-def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
-    """[*shape] bool, each entry True with probability 1 - p (to within 2**-32), independently.
+def random_int32(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """[*shape] int32, uniform over all 2**32 values, reproducible under torch.manual_seed.
 
-    Uniform 31-bit integers compared with a threshold: a third of the cost of bernoulli_ on a float
-    tensor on CPU, and a bool mask is a quarter of the memory of a float one.
+    On CPU the bits come from numpy's SFC64 generator seeded by one draw from torch's global generator:
+    about half the cost of torch's per-element Mersenne Twister draws (random_).
     """
-    threshold = round(p * 2**31)
-    return torch.empty(shape, dtype=torch.int32, device=device).random_() >= threshold
+    if device.type != "cpu":
+        return torch.randint(-(2**31), 2**31, shape, dtype=torch.int32, device=device)
+    count = math.prod(shape)
+    bits = np.random.SFC64(int(torch.randint(2**62, ()))).random_raw((count + 1) // 2)
+    return torch.from_numpy(bits.view(np.int32)[:count]).view(shape)
+
+
+def _keep_threshold(p: float) -> int:
+    """An int32 is below this with probability p (to within 2**-33)."""
+    return round(p * 2**32) - 2**31
+
+
+def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
+    """[*shape] bool, each entry True with probability 1 - p, independently."""
+    return random_int32(shape, device) >= _keep_threshold(p)
 
 
 class _Dropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        keep = keep_mask(x.shape, p, x.device)
-        ctx.save_for_backward(keep)
-        ctx.scale = 1.0 / (1.0 - p)
-        return x * keep * ctx.scale
+        # The mask holds 0 or 1 / (1 - p): one multiplication forward and one backward.
+        keep = random_int32(x.shape, x.device) >= _keep_threshold(p)
+        scaled_mask = torch.where(keep, 1.0 / (1.0 - p), 0.0).to(x.dtype)
+        ctx.save_for_backward(scaled_mask)
+        return x * scaled_mask
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (keep,) = ctx.saved_tensors
-        return grad * keep * ctx.scale, None
+        (scaled_mask,) = ctx.saved_tensors
+        return grad * scaled_mask, None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -170,7 +185,7 @@ class _BlockedCausalAttention(torch.autograd.Function):
             if p > 0:
                 dropped = probabilities * keep[used : used + probabilities.numel()].view(probabilities.shape)
                 used += probabilities.numel()
-            torch.matmul(dropped, v[:n, :, :end], out=out[:n, :, start:end])
+            out[:n, :, start:end] = dropped @ v[:n, :, :end]
             saved.append((probabilities, dropped))
         ctx.save_for_backward(q, k, v, slots_to_qkv, out_to_slots)
         ctx.saved_blocks, ctx.layout, ctx.p, ctx.scale = saved, layout, p, scale
@@ -190,24 +205,17 @@ class _BlockedCausalAttention(torch.autograd.Function):
             ctx.layout.blocks, ctx.saved_blocks, strict=True
         ):
             grad_block = grad_out[:n, :, start:end]
-            _heads(grad_v[:n, :, :end]).baddbmm_(_heads(dropped).transpose(1, 2), _heads(grad_block))
+            grad_v[:n, :, :end] += dropped.transpose(-1, -2) @ grad_block
             grad_scores = (grad_block @ v[:n, :, :end].transpose(-1, -2)).mul_(dropped)  # dD * D
             row_dot = grad_scores.sum(-1, keepdim=True)
             grad_scores.addcmul_(probabilities, row_dot, value=-1.0)
-            torch.matmul(grad_scores, k[:n, :, :end], out=grad_q[:n, :, start:end])
-            _heads(grad_k[:n, :, :end]).baddbmm_(
-                _heads(grad_scores).transpose(1, 2), _heads(q[:n, :, start:end])
-            )
+            grad_q[:n, :, start:end] = grad_scores @ k[:n, :, :end]
+            grad_k[:n, :, :end] += grad_scores.transpose(-1, -2) @ q[:n, :, start:end]
         grad_q.mul_(ctx.scale)
         if ctx.p > 0:
             grad_v.mul_(1.0 / (1.0 - ctx.p))
         grad_qkv = grad_qkv.view(-1, head_dim).index_select(0, slots_to_qkv)
         return grad_qkv.view(-1, 3 * num_heads * head_dim), None, None, None
-
-
-def _heads(blocks: torch.Tensor) -> torch.Tensor:
-    """[n, H, a, b] -> [n * H, a, b] as a view (in-place updates reach the original)."""
-    return blocks.view(-1, *blocks.shape[2:])
 
 
 def blocked_causal_attention(

@@ -10,7 +10,7 @@ from seqrec.losses.base import Objective, ObjectiveInput, require
 
 # On CPU a chunk of about this many logits stays in the core's cache while it is used three times, but
 # every chunk reads the whole item table, so a chunk has at least CPU_MIN_CHUNK_ROWS rows (measured).
-CPU_CHUNK_LOGITS = 2**19
+CPU_CHUNK_LOGITS = 2**20
 CPU_MIN_CHUNK_ROWS = 64
 
 
