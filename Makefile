@@ -40,7 +40,7 @@ lint: env
 	$(VENV)/bin/ruff check src tests benchmarks run.py notebooks
 	$(VENV)/bin/ruff format --check src tests benchmarks run.py notebooks
 
-bench: env  ## training/evaluation throughput and memory per objective and device
+bench: env  ## seqrec next to a plain implementation: throughput ratios per objective, dataset and device
 	$(PY) benchmarks/bench.py
 
 clean:
