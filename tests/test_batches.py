@@ -113,8 +113,14 @@ def test_train_item_counts_match_brute_force(max_len):
 
 def batch_rows(epoch, packed) -> list[list[int]]:
     """The packed row numbers in each batch of an epoch, recovered from the inputs (rows are unique here)."""
-    row_of = {tuple(packed.inputs[n].tolist()): n for n in range(len(packed))}
-    return [[row_of[tuple(row.tolist())] for row in batch.inputs] for batch in epoch]
+    row_of = {tuple(packed.inputs[n, : packed.lengths[n]].tolist()): n for n in range(len(packed))}
+    return [
+        [
+            row_of[tuple(row[:length].tolist())]
+            for row, length in zip(batch.inputs, batch.lengths, strict=True)
+        ]
+        for batch in epoch
+    ]
 
 
 def unique_row_split(num_sequences: int) -> SplitData:
@@ -145,15 +151,27 @@ def test_train_batches_rows_match_and_drop_last():
     batches = TrainBatches(packed, batch_size=3, seed=0)
     assert len(batches) == 3
     epoch = list(batches)
-    assert len(epoch) == 3 and all(batch.inputs.shape == (3, 4) for batch in epoch)
+    assert len(epoch) == 3 and all(batch.inputs.shape == (3, 2) for batch in epoch)  # 2 inputs per row
     rows = batch_rows(epoch, packed)
     assert len({n for batch_row in rows for n in batch_row}) == 9  # each row at most once, one left over
     for batch, batch_row in zip(epoch, rows, strict=True):
-        assert torch.equal(batch.targets, packed.targets[batch_row])
+        assert torch.equal(batch.targets, packed.targets[batch_row, :2])
         assert torch.equal(batch.lengths, packed.lengths[batch_row])
         for row, n in enumerate(batch_row):  # each row's whole training sequence travels with it
             whole = packed.item_seq[batch.sequence_start[row] : batch.sequence_end[row]]
             assert whole.tolist() == [n, n + 1, n + 2]
+
+
+def test_train_batches_are_cut_to_their_longest_row():
+    rng = random.Random(7)
+    packed = pack_train_sequences(random_split(rng, 40), max_len=9)
+    widths = []
+    for batch in TrainBatches(packed, batch_size=4, seed=2):
+        widths.append(batch.inputs.shape[1])
+        assert batch.inputs.shape == batch.targets.shape == (4, int(batch.lengths.max()))
+        real = torch.arange(widths[-1])[None, :] < batch.lengths[:, None]
+        assert (batch.inputs[~real] == 0).all() and (batch.targets[~real] == 0).all()
+    assert min(widths) < packed.inputs.shape[1] == max(widths)
 
 
 def test_train_batch_positions_are_the_real_positions():

@@ -70,9 +70,10 @@ def train_item_counts(train: TrainTensors, num_items: int) -> torch.Tensor:
 
 
 class TrainBatch(NamedTuple):
-    """inputs, targets: [B, L] int64; lengths: [B]; positions: [N] int64 flat indices (row * L + t) of
-    the real positions, computed on the host so the training step never waits for the device;
-    sequence_start, sequence_end: [B] int64, each row's whole training sequence in TrainTensors.item_seq."""
+    """inputs, targets: [B, L] int64 with L the batch's longest row; lengths: [B]; positions: [N] int64
+    flat indices (row * L + t) of the real positions, computed on the host so the training step never
+    waits for the device; sequence_start, sequence_end: [B] int64, each row's whole training sequence in
+    TrainTensors.item_seq."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
@@ -84,7 +85,9 @@ class TrainBatch(NamedTuple):
 
 class TrainBatches:
     """Shuffled batches of training rows (drop last), drawn with a dedicated generator so that
-    every objective with the same seed sees exactly the same batches."""
+    every objective with the same seed sees exactly the same batches. Each batch is cut to its longest
+    row: right padding beyond it changes nothing for causal attention, and costs time in the padded
+    layout (with dropout, a shorter batch draws different masks)."""
 
     def __init__(self, train: TrainTensors, batch_size: int, seed: int):
         if batch_size > len(train):
@@ -106,14 +109,16 @@ class TrainBatches:
         order = torch.randperm(len(self.train), generator=self.generator)
         for i in range(len(self)):
             rows = order[i * self.batch_size : (i + 1) * self.batch_size]
-            real = self.offsets[None, :] < self.host_lengths[rows][:, None]
+            lengths = self.host_lengths[rows]
+            width = int(lengths.max())
+            real = self.offsets[None, :width] < lengths[:, None]
             positions = real.flatten().nonzero().squeeze(1)
             if device.type == "cuda":
                 rows, positions = rows.pin_memory(), positions.pin_memory()
             rows = rows.to(device, non_blocking=True)
             yield TrainBatch(
-                self.train.inputs[rows],
-                self.train.targets[rows],
+                self.train.inputs[rows, :width],
+                self.train.targets[rows, :width],
                 self.train.lengths[rows],
                 positions.to(device, non_blocking=True),
                 self.train.sequence_start[rows],
