@@ -77,9 +77,13 @@ class SeqrecRun:
         self.objective = instantiate(cfg.loss).to(device)
         self.evaluation = instantiate(cfg.evaluation)
         self.params = [*self.model.parameters(), *self.objective.parameters()]
-        self.optimizer = make_optimizer(self.params, cfg.trainer.lr, cfg.trainer.weight_decay, device)
+        trainer = cfg.trainer
+        self.optimizer = make_optimizer(
+            self.params, trainer.lr, trainer.weight_decay, device, tuple(trainer.adam_betas), trainer.adam_eps
+        )
         self.autocast = autocast_for(device, cfg.trainer.bf16)
         self.batches = TrainBatches(train, cfg.trainer.batch_size, seed=0)
+        self.train_item_seq = train.item_seq
         self.batch_iterator = iter(self.batches)
 
     def next_batch(self):
@@ -104,13 +108,14 @@ class SeqrecRun:
                 self.params,
                 None,
                 self.autocast,
+                self.train_item_seq,
             )
             events += len(batch.positions)
         return events
 
     def evaluate(self, num_samples: int) -> dict:
         self.model.eval()
-        valid = EvalSamples(*(t[:num_samples] for t in vars(self.valid).values()))
+        valid = EvalSamples(*(t if t is None else t[:num_samples] for t in vars(self.valid).values()))
 
         def scores(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
             with self.autocast:

@@ -214,6 +214,9 @@ def test_layer_norm_eps_and_per_position_parameters_match_a_loop():
 
 
 def count_dropouts(model: SasRecBackbone, inputs: torch.Tensor) -> int:
+    """nn.Dropout calls of one forward pass in the padded layout (the packed one draws its own masks and
+    counts them in tests/test_packed.py)."""
+    model.layout = "padded"
     calls = []
     for module in model.modules():
         if isinstance(module, nn.Dropout) and module.p > 0:
@@ -225,7 +228,7 @@ def count_dropouts(model: SasRecBackbone, inputs: torch.Tensor) -> int:
 def test_embedding_dropout_acts_on_the_embeddings_in_training_only():
     inputs = random_inputs()
     model = make_model(dropout=0.0, embedding_dropout=0.5).train()
-    first, second = model(inputs, LENGTHS), model(inputs, LENGTHS)
+    first, second = model(inputs, LENGTHS), model(inputs, LENGTHS)  # the packed layout on CPU
     assert not torch.allclose(first, second)
     model.eval()
     torch.testing.assert_close(model(inputs, LENGTHS), model(inputs, LENGTHS))
@@ -244,7 +247,9 @@ def test_attention_output_dropout_option_removes_exactly_that_dropout():
 
 
 def test_scaled_item_embeddings_are_multiplied_by_sqrt_d_on_the_input_side_only():
-    plain, scaled = make_model(num_layers=1), make_model(num_layers=1, scale_item_embeddings=True)
+    # Padded layout: the hook reads the first layer's input as [B, L, D].
+    plain = make_model(num_layers=1, layout="padded")
+    scaled = make_model(num_layers=1, scale_item_embeddings=True, layout="padded")
     inputs = random_inputs()
     captured = {}
     for name, model in [("plain", plain), ("scaled", scaled)]:

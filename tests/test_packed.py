@@ -207,3 +207,24 @@ def test_random_int32_is_reproducible_and_uniform():
     values = packed.random_int32((400_000,), torch.device("cpu")).double()
     assert abs(values.mean().item()) < 0.01 * 2**31  # uniform over [-2**31, 2**31): mean -0.5
     assert abs((values < 0).double().mean().item() - 0.5) < 0.005
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({}, 1 + 2 * 3), ({"norm_first": True, "attention_output_dropout": False}, 1 + 2 * 2)],
+)
+def test_packed_dropout_sites_are_those_of_the_padded_layout(monkeypatch, options, expected):
+    """Embedding dropout once, then per layer the feed-forward inside, the attention output (optional)
+    and the feed-forward output; attention weights draw inside the blocked attention."""
+    import seqrec.model
+
+    rates = []
+
+    def counting_dropout(x, p, training):
+        rates.append(p)
+        return dropout(x, p, training)
+
+    monkeypatch.setattr(seqrec.model, "dropout", counting_dropout)
+    model = SasRecBackbone(50, 16, 2, 2, 24, dropout=0.2, embedding_dropout=0.2, layout="packed", **options)
+    model.train()(*padded_inputs(50))
+    assert rates == [0.2] * expected
