@@ -171,6 +171,35 @@ def test_packed_backbone_equals_padded_backbone_without_dropout(options, trainin
         torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("options", BLOCK_VARIANTS)
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_last_hidden_computes_the_last_layer_at_the_last_positions_only(options, layout, num_layers):
+    torch.manual_seed(0)
+    model = SasRecBackbone(50, 16, 2, num_layers, 24, max_seq_len=SEQ_LEN + 3, layout=layout, **options)
+    model = model.double().eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                parameter.add_(0.3 * torch.randn_like(parameter))
+        inputs, lengths = padded_inputs(50)
+        inputs = torch.cat([inputs, torch.zeros(len(inputs), 3, dtype=torch.int64)], dim=1)  # extra padding
+        rows = torch.arange(len(lengths))
+        expected = model(inputs, lengths)[rows, lengths - 1]
+        calls = []
+        handle = model.layers[-1].register_forward_hook(lambda *args: calls.append(args))
+        last = model.last_hidden(inputs, lengths)
+        handle.remove()
+    assert calls == []  # the last layer's full forward never ran
+    torch.testing.assert_close(last, expected, rtol=1e-10, atol=1e-12)
+    model.train()  # training (dropout) takes the full forward
+    with torch.no_grad():
+        torch.manual_seed(1)
+        trained = model.last_hidden(inputs, lengths)
+        torch.manual_seed(1)
+        torch.testing.assert_close(trained, model(inputs, lengths)[rows, lengths - 1])
+
+
 def test_auto_layout_is_packed_on_cpu_and_bad_layouts_are_rejected(spy):
     model = SasRecBackbone(50, 16, 2, 1, 24, max_seq_len=SEQ_LEN)
     layouts = spy(PackedLayout, "of")

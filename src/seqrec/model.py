@@ -18,6 +18,7 @@ follow the same distribution from different random draws.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +84,17 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(batch_size, seq_len, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
         return self.out(y.transpose(1, 2).reshape(batch_size, seq_len, dim))
+
+    def last_query(self, x: torch.Tensor, keys_values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Inference at each row's last position only: x: [B, D] its query input, keys_values: [B, L, D]
+        the row's inputs of keys and values (right-padded), lengths: [B] -> [B, D]."""
+        (batch_size, seq_len, dim), weight, bias = keys_values.shape, self.qkv.weight, self.qkv.bias
+        q = F.linear(x, weight[:dim], bias[:dim]).view(batch_size, self.num_heads, 1, -1)
+        k, v = F.linear(keys_values, weight[dim:], bias[dim:]).split(dim, dim=-1)
+        k, v = (t.view(batch_size, seq_len, self.num_heads, -1).transpose(1, 2) for t in (k, v))
+        real_keys = torch.arange(seq_len, device=x.device)[None, :] < lengths[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=real_keys[:, None, None, :])
+        return self.out(y.reshape(batch_size, dim))
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,25 @@ class EncoderLayer(nn.Module):
         x = (normed if o.residual_from_norm else x) + drop(self.dropout1, attended)
         ffn_input = self.norm2(x, positions) if self.norm2 is not None else x
         return (ffn_input if o.residual_from_norm else x) + drop(self.dropout2, feed_forward(ffn_input))
+
+    def last_positions(
+        self, x: torch.Tensor, positions: torch.Tensor, last: torch.Tensor, pad: Callable, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Inference output at each row's last position only, [B, D]: what forward() gives there.
+        x, positions: the layer's input in either layout; last: [B] index of each row's last position in
+        x's flattened positions; pad: x's layout -> right-padded [B, L, D]."""
+        o = self.options
+        flat, flat_positions = x.reshape(-1, x.shape[-1]), positions.reshape(-1)
+        last_x, last_positions = flat[last], flat_positions[last]
+        if not o.norm_first:
+            h = self.norm1(last_x + self.attention.last_query(last_x, pad(x), lengths), last_positions)
+            return self.norm2(h + self.feed_forward(h), last_positions)
+        normed = self.norm1(flat, flat_positions)
+        keys_values = normed.view(x.shape) if o.norm_keys_values else x
+        attended = self.attention.last_query(normed[last], pad(keys_values), lengths)
+        h = (normed[last] if o.residual_from_norm else last_x) + attended
+        ffn_input = self.norm2(h, last_positions) if self.norm2 is not None else h
+        return (ffn_input if o.residual_from_norm else h) + self.feed_forward(ffn_input)
 
 
 class SasRecBackbone(nn.Module):
@@ -236,24 +267,32 @@ class SasRecBackbone(nn.Module):
         seq_len = inputs.shape[1]
         if seq_len > self.max_seq_len:
             raise ValueError(f"inputs have {seq_len} positions but model.max_seq_len={self.max_seq_len}")
-        positions = self.positions(lengths, seq_len)
+        x, positions, layout = self._embed(inputs, lengths)
+        if layout is not None:
+            return layout.unpack(self._encode(x, positions, layout))
+        if self.attend_padding:
+            return self._encode_left_padded(x, lengths)
+        return self._encode(x, positions)
+
+    def _embed(
+        self, inputs: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, PackedLayout | None]:
+        """Embedded inputs with dropout and their position indices: [B, L, D] and [B, L] in the padded
+        layout (layout None), [N, D] and [N] in the packed one."""
+        positions = self.positions(lengths, inputs.shape[1])
         layout = None
         if self.layout == "packed" or (
             self.layout == "auto" and inputs.device.type == "cpu" and not self.attend_padding
         ):
-            layout = PackedLayout.of(lengths, seq_len)
+            layout = PackedLayout.of(lengths, inputs.shape[1])
             inputs, positions = layout.pack(inputs), layout.pack(positions)
         items = self.item_embedding(inputs)
         if self.item_scale != 1.0:
             items = items * self.item_scale
         x = items + self.position_embedding(positions)
         if layout is not None:
-            x = dropout(x, self.embedding_dropout.p, self.training)
-            return layout.unpack(self._encode(x, positions, layout))
-        x = self.embedding_dropout(x)
-        if self.attend_padding:
-            return self._encode_left_padded(x, lengths)
-        return self._encode(x, positions)
+            return dropout(x, self.embedding_dropout.p, self.training), positions, layout
+        return self.embedding_dropout(x), positions, None
 
     def _encode(
         self, x: torch.Tensor, positions: torch.Tensor, layout: PackedLayout | None = None
@@ -286,9 +325,28 @@ class SasRecBackbone(nn.Module):
         return frame.gather(1, slots[..., None].expand(batch_size, seq_len, dim))
 
     def last_hidden(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """[B, D]: the output at each row's most recent item (position lengths - 1)."""
-        hidden = self.forward(inputs, lengths)
-        return hidden[torch.arange(len(lengths), device=hidden.device), lengths - 1]
+        """[B, D]: the output at each row's most recent item (position lengths - 1).
+
+        In inference the last layer computes only these positions (their keys and values still cover
+        the whole row): the same function as forward() up to float rounding, for a fraction of the work.
+        """
+        rows = torch.arange(len(lengths), device=lengths.device)
+        if self.training or self.attend_padding:
+            return self.forward(inputs, lengths)[rows, lengths - 1]
+        if inputs.shape[1] > self.max_seq_len:
+            raise ValueError(f"inputs have {inputs.shape[1]} positions but model.max_seq_len={self.max_seq_len}")
+        inputs = inputs[:, : int(lengths.max())]  # right padding beyond the longest row changes nothing
+        x, positions, layout = self._embed(inputs, lengths)
+        for layer in self.layers[:-1]:
+            x = layer(x, positions, layout)
+        if layout is None:
+            last, pad = rows * inputs.shape[1] + lengths - 1, lambda values: values
+        else:
+            last, pad = torch.cumsum(lengths, 0) - 1, layout.unpack  # packed rows are in row-major order
+        hidden = self.layers[-1].last_positions(x, positions, last, pad, lengths)
+        if self.final_norm is None:
+            return hidden
+        return self.final_norm(hidden, positions.reshape(-1)[last])
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: [S, D] -> [S, I] scores against the whole catalog."""
