@@ -167,7 +167,12 @@ class EncoderLayer(nn.Module):
         return (ffn_input if o.residual_from_norm else x) + drop(self.dropout2, feed_forward(ffn_input))
 
     def last_positions(
-        self, x: torch.Tensor, positions: torch.Tensor, last: torch.Tensor, pad: Callable, lengths: torch.Tensor
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        last: torch.Tensor,
+        pad: Callable,
+        lengths: torch.Tensor,
     ) -> torch.Tensor:
         """Inference output at each row's last position only, [B, D]: what forward() gives there.
         x, positions: the layer's input in either layout; last: [B] index of each row's last position in
@@ -264,9 +269,6 @@ class SasRecBackbone(nn.Module):
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """inputs: [B, L] int64 right-padded item ids, lengths: [B] int64 in [1, L] -> hidden [B, L, D]."""
-        seq_len = inputs.shape[1]
-        if seq_len > self.max_seq_len:
-            raise ValueError(f"inputs have {seq_len} positions but model.max_seq_len={self.max_seq_len}")
         x, positions, layout = self._embed(inputs, lengths)
         if layout is not None:
             return layout.unpack(self._encode(x, positions, layout))
@@ -279,12 +281,15 @@ class SasRecBackbone(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, PackedLayout | None]:
         """Embedded inputs with dropout and their position indices: [B, L, D] and [B, L] in the padded
         layout (layout None), [N, D] and [N] in the packed one."""
-        positions = self.positions(lengths, inputs.shape[1])
+        seq_len = inputs.shape[1]
+        if seq_len > self.max_seq_len:
+            raise ValueError(f"inputs have {seq_len} positions but model.max_seq_len={self.max_seq_len}")
+        positions = self.positions(lengths, seq_len)
         layout = None
         if self.layout == "packed" or (
             self.layout == "auto" and inputs.device.type == "cpu" and not self.attend_padding
         ):
-            layout = PackedLayout.of(lengths, inputs.shape[1])
+            layout = PackedLayout.of(lengths, seq_len)
             inputs, positions = layout.pack(inputs), layout.pack(positions)
         items = self.item_embedding(inputs)
         if self.item_scale != 1.0:
@@ -333,8 +338,6 @@ class SasRecBackbone(nn.Module):
         rows = torch.arange(len(lengths), device=lengths.device)
         if self.training or self.attend_padding:
             return self.forward(inputs, lengths)[rows, lengths - 1]
-        if inputs.shape[1] > self.max_seq_len:
-            raise ValueError(f"inputs have {inputs.shape[1]} positions but model.max_seq_len={self.max_seq_len}")
         inputs = inputs[:, : int(lengths.max())]  # right padding beyond the longest row changes nothing
         x, positions, layout = self._embed(inputs, lengths)
         for layer in self.layers[:-1]:
