@@ -17,7 +17,8 @@ import polars as pl
 import pytest
 
 import seqrec.data.sources
-from seqrec.data.sources import GROUPLENS_RELEASES, GroupLens, InteractionFile, require_text_file
+from seqrec.data.parsing import require_text_file
+from seqrec.data.sources import GROUPLENS_RELEASES, GroupLens, InteractionFile
 from seqrec.data.types import RAW_SCHEMA, DataError
 
 EVENTS = [(3, 20, 4.0, 978300760), (1, 10, 5.0, 978300100), (3, 7, 3.5, 978300760), (2, 10, 1.0, 978000000)]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from seqrec.data.sources import _existing_path, _file_identity
+from seqrec.data.parsing import existing_path, file_identity
 from seqrec.data.types import RAW_SCHEMA, DataError
 
 FIELDS = {"user": "reviewerID", "item": "asin", "rating": "overall", "timestamp": "unixReviewTime"}
@@ -31,7 +31,7 @@ class AmazonReviews:
     """An Amazon review file (JSON lines, plain or .gz) as a raw log with string user and item ids."""
 
     def __init__(self, path: str) -> None:
-        self.path = _existing_path(path)
+        self.path = existing_path(path)
         if self.path.is_dir():
             raise DataError(
                 f"dataset.path={self.path} is a folder; point it at the review file itself "
@@ -58,7 +58,7 @@ class AmazonReviews:
         )
 
     def fingerprint(self) -> str:
-        return f"AmazonReviews {_file_identity(self.path)}"
+        return f"AmazonReviews {file_identity(self.path)}"
 
     def _first_bad_line(self) -> DataError | None:
         """The first line that is not a review with the four fields (blank lines are skipped), read with
