@@ -9,6 +9,7 @@ names the process (host, pid, start time); seqrec.run_status.effective_status re
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -61,20 +62,26 @@ def cpu_name() -> str:
 
 
 def software_versions() -> dict:
-    import hydra
-    import wandb
-
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "polars": pl.__version__,
         "numpy": np.__version__,
-        "hydra": hydra.__version__,
-        "wandb": wandb.__version__,
+        "hydra": _installed_version("hydra-core"),
+        "wandb": _installed_version(
+            "wandb"
+        ),  # None without wandb (logger=wandb needs it)
         "cuda": torch.version.cuda,
         "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name(),
         "cpu_count": os.cpu_count(),
     }
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def git_revision() -> str | None:
