@@ -254,7 +254,7 @@ def test_bad_inputs_get_clear_errors():
 def test_yaml_options_instantiate_with_documented_defaults():
     full = hydra.utils.instantiate(OmegaConf.load(CONF / "full.yaml"))
     assert isinstance(full, FullCatalog)
-    assert (full.ks, full.exclude_seen, full.batch_size) == ((5, 10, 20), False, 1024)
+    assert (full.ks, full.exclude_seen, full.batch_size) == ((5, 10, 20), False, 256)
     sampled = hydra.utils.instantiate(OmegaConf.load(CONF / "sampled.yaml"))
     assert isinstance(sampled, SampledCandidates)
     assert (sampled.num_negatives, sampled.ks, sampled.seed) == (100, (5, 10, 20), 0)

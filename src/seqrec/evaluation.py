@@ -46,7 +46,7 @@ class FullCatalog:
         self,
         ks: Sequence[int] = (5, 10, 20),
         exclude_seen: bool = False,
-        batch_size: int = 1024,
+        batch_size: int = 256,
         max_scores: int = 2**26,
     ):
         self.ks = check_ks(ks)
@@ -105,7 +105,7 @@ class SampledCandidates:
         self,
         num_negatives: int = 100,
         ks: Sequence[int] = (5, 10, 20),
-        batch_size: int = 1024,
+        batch_size: int = 256,
         seed: int = 0,
         replacement: bool = False,
         exclude: str = "history",
