@@ -68,9 +68,7 @@ def software_versions() -> dict:
         "polars": pl.__version__,
         "numpy": np.__version__,
         "hydra": _installed_version("hydra-core"),
-        "wandb": _installed_version(
-            "wandb"
-        ),  # None without wandb (logger=wandb needs it)
+        "wandb": _installed_version("wandb"),  # None without wandb (logger=wandb needs it)
         "cuda": torch.version.cuda,
         "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name(),
         "cpu_count": os.cpu_count(),
