@@ -3,7 +3,6 @@ from, and each preset end to end for a few steps (MovieLens-100K; an Amazon-form
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import random
@@ -17,6 +16,7 @@ from omegaconf import OmegaConf
 
 from seqrec import compare
 from seqrec.stats import CONF_DIR
+from test_amazon_source import write
 from test_app import run_in_process
 
 # The shared GroupLens file lies beside the checkout (../shared); SEQREC_ML100K points elsewhere.
@@ -268,13 +268,7 @@ def amazon_reviews(seed: int = 0) -> list[dict]:
 
 
 def write_reviews(path: Path, reviews: list[dict]) -> Path:
-    text = "".join(json.dumps(review) + "\n" for review in reviews)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt") as file:
-            file.write(text)
-    else:
-        path.write_text(text)
-    return path
+    return write(path, [json.dumps(review) for review in reviews])
 
 
 def one_pass_ten_core(reviews: list[dict]) -> list[dict]:
