@@ -351,9 +351,17 @@ class SasRecBackbone(nn.Module):
             return hidden
         return self.final_norm(hidden, positions.reshape(-1)[last])
 
+    def item_vectors(self) -> torch.Tensor:
+        """[I, D] float, the vectors that queries are scored against (training, evaluation, export)."""
+        return self.item_embeddings
+
+    def query_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden: [S, D] last hidden states -> [S, D] query vectors, scored by a dot product."""
+        return hidden
+
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: [S, D] -> [S, I] scores against the whole catalog."""
-        return hidden @ self.item_embeddings.T
+        return self.query_vectors(hidden) @ self.item_vectors().T
 
 
 def _check_hyperparameters(**h) -> None:

@@ -246,12 +246,12 @@ def training_step(
     seq_len = batch.inputs.shape[1]
     loss = objective(
         ObjectiveInput(
-            queries=hidden.flatten(0, 1)[batch.positions],
+            queries=model.query_vectors(hidden.flatten(0, 1)[batch.positions]),
             positives=batch.targets.flatten()[batch.positions],
             rows=batch.positions // seq_len,
             sequences=batch.inputs,
             lengths=batch.lengths,
-            item_embeddings=model.item_embeddings,
+            item_embeddings=model.item_vectors(),
             catalog=catalog,
             item_seq=item_seq,
             history_start=batch.sequence_start,
