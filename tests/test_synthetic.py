@@ -12,7 +12,9 @@ import torch
 from seqrec.data.synthetic import SyntheticSource
 from seqrec.data.types import RAW_SCHEMA, DataError
 
-SMALL = dict(num_users=800, num_items=120, mean_length=30.0, min_length=5, max_length=200)
+SMALL = dict(
+    num_users=800, num_items=120, mean_length=30.0, min_length=5, max_length=200, popularity_exponent=1.0
+)
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,7 @@ class SeqrecConfig:
     logger: Any = MISSING
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     seed: int = 0
-    cache_dir: str | None = None
+    cache_dir: str | None = "~/.cache/seqrec"
     name: str = "run"
     min_eval_samples: int = 100
 

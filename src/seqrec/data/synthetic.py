@@ -81,7 +81,7 @@ class SyntheticSource:
         mean_length: float = 50.0,
         min_length: int = 5,
         max_length: int = 400,
-        popularity_exponent: float = 1.0,
+        popularity_exponent: float = 0.6,
         successors_per_item: int = 5,
         follow_probability: float = 0.6,
         seed: int = 0,
