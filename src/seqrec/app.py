@@ -30,6 +30,7 @@ from seqrec.preflight import (
     small_evaluation_warnings,
 )
 from seqrec.records import RunRecorder
+from seqrec.saved_model import save_model, user_blocks
 from seqrec.train import autocast_for, fit, load_checkpoint, prepare_device
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,9 @@ def save_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
 def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     source, objective, evaluation, logger = parts.source, parts.objective, parts.evaluation, parts.logger
     data_started = time.perf_counter()
-    _, split, stats = prepare_data(cfg, source, parts.split_rule)
+    log_data, split, stats = prepare_data(cfg, source, parts.split_rule)
+    users = user_blocks(log_data)  # for the saved model's histories; the log itself is not kept
+    del log_data
     check_evaluation_fits(evaluation, split.num_items)
     check_training_fits(cfg.trainer.batch_size, len(split.train_start))
     warnings = small_evaluation_warnings(stats, cfg.min_eval_samples)
@@ -197,6 +200,16 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
             "test_samples_per_second": round(len(split.test) / max(test_seconds, 1e-9), 1),
             "peak_memory_bytes": peak_memory,
         },
+    )
+    save_model(
+        recorder.run_dir,
+        recorder.checkpoint_path,
+        model,
+        cfg,
+        split.item_seq,
+        users,
+        split.item_ids,
+        trained_on="the split's training sequences (best validation step)",
     )
     logger.summary({f"test/{k}": v for k, v in test.metrics.items()} | {"best_step": result.best_step})
     print(format_metrics(cfg.name, metrics, test_ci, warnings))
