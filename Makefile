@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch, installed before seqrec so that its `torch>=2.3` never pulls a multi-GB CUDA build.
 # On a GPU machine: make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu126" ...
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,notebook,launchers
+EXTRAS ?= dev,notebook,launchers,ann
 DEMO_DIR ?= multirun/demo-$(shell date +%Y%m%d-%H%M%S)
 # Sweep folder(s) of `make notebook`, separated by spaces; default: the newest sweep under multirun/.
 SWEEP ?= $(shell $(PY) -c "from seqrec.compare import newest_sweep_dir as n; print(n() or '')" 2>/dev/null)

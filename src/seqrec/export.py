@@ -119,7 +119,7 @@ def read_vectors(folder: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]
             np.load(folder / f"{name}_vectors.npy"),
         )
     ids = np.array(ids.to_list(), dtype=object) if ids.dtype == pl.String else ids.to_numpy()
-    return ids, np.ascontiguousarray(vectors, dtype=np.float32)
+    return ids, np.array(vectors, dtype=np.float32)  # a writable copy
 
 
 def export(
@@ -133,7 +133,7 @@ def export(
     device: str = "auto",
 ) -> dict:
     """Write the export folder; returns what export.json says (with the check's report under "check")."""
-    from seqrec.recommender import load, test_samples
+    from seqrec.recommender import load, run_test_samples
 
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -147,7 +147,7 @@ def export(
     folder = Path(output) if output is not None else (model.files.run_dir or model.files.folder) / "export"
     item_vectors = model.item_vectors()
     similarity = check_similarity(model.similarity, similarity, item_vectors)
-    samples = test_samples(model) if check else None  # a folder without test ranks fails before writing
+    samples = run_test_samples(model) if check else None  # a folder without test ranks fails before writing
     folder.mkdir(parents=True, exist_ok=True)
     user_vectors = model.query_vectors_of(model.files.histories)
     files = write_vectors(folder, fmt, "item", model.item_ids, item_vectors)

@@ -284,7 +284,7 @@ def load(path: str | Path, device: str = "auto") -> Recommender:
 
 
 @dataclass(frozen=True)
-class TestSamples:
+class RunTestSamples:
     """A run's test samples rebuilt from its saved model and test_ranks.parquet: histories [S] (dense
     item ids of all of the user's earlier events), targets [S] dense ids, users [S] original ids, and
     the recorded 1-based full-catalog ranks [S]."""
@@ -295,7 +295,7 @@ class TestSamples:
     ranks: np.ndarray
 
 
-def test_samples(model: Recommender) -> TestSamples:
+def run_test_samples(model: Recommender) -> RunTestSamples:
     """The test samples of the model's run: every split tests each user on their last events (a suffix
     of the stored history, in time order), which is how test_ranks.parquet lists them."""
     from seqrec.saved_model import SavedModelError
@@ -321,6 +321,6 @@ def test_samples(model: Recommender) -> TestSamples:
             )
         histories.append(history[:position])
         targets.append(history[position])
-    return TestSamples(
+    return RunTestSamples(
         histories, np.array(targets, dtype=np.int64), ranks["user"].to_numpy(), ranks["rank"].to_numpy()
     )

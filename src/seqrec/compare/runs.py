@@ -157,6 +157,8 @@ def _run_from_json(run_json: Path) -> RunRecord | SkippedRun:
     if status != "completed":  # failed, interrupted, running, died, or any status a newer seqrec writes
         error = record.get("error")
         return SkippedRun(location, f"status {status!r}" + (f": {error}" if error else ""))
+    if record.get("refit_of"):  # python -m seqrec.refit: trained on the validation events too
+        return SkippedRun(location, f"a refit for serving of {record['refit_of']}, not compared")
     try:
         loss, seed, metrics = record["choices"]["loss"], int(record["seed"]), record["metrics"]
     except (KeyError, TypeError, ValueError) as error:
