@@ -43,6 +43,14 @@ class IndexSettings:
     nlist: int | None = None
     nprobe: int | None = None
 
+    def describe(self) -> str:
+        """E.g. "hnsw index (M=32, efSearch=128)", for a resolved setting."""
+        if self.kind == "hnsw":
+            return f"hnsw index (M={self.hnsw_m}, efSearch={self.ef_search})"
+        if self.kind == "ivf":
+            return f"ivf index (nlist={self.nlist}, nprobe={self.nprobe})"
+        return "flat index (exact)"
+
     def resolved(self, num_items: int) -> IndexSettings:
         if self.kind not in INDEX_KINDS:
             raise UserError(f"--index must be one of {', '.join(INDEX_KINDS)}, got {self.kind!r}")
@@ -106,12 +114,12 @@ class CheckReport:
         rule = "history items excluded (target kept)" if self.exclude_seen else "no exclusion"
         lines = [
             f"retrieval check on the run's {self.samples:,} test samples, k={self.k}, {rule}",
-            f"  {'':28} {'hitrate@' + str(self.k):>11} {'dcg@' + str(self.k):>9} "
+            f"  {'':34} {'hitrate@' + str(self.k):>11} {'dcg@' + str(self.k):>9} "
             f"{'recall@' + str(self.k):>10} {'queries/s':>11}",
         ]
         for result in (self.exact, self.index):
             lines.append(
-                f"  {result.name:28} {result.hitrate:11.4f} {result.dcg:9.4f} {result.recall:10.4f} "
+                f"  {result.name:34} {result.hitrate:11.4f} {result.dcg:9.4f} {result.recall:10.4f} "
                 f"{result.queries_per_second:11,.0f}"
             )
         lines.append(

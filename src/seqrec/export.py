@@ -178,7 +178,7 @@ def export(
             ks = model.files.info["scoring"].get("ks") or [20]
             report = check_index(
                 index,
-                f"{settings.kind} index",
+                settings.describe(),
                 item_vectors,
                 query_vectors,
                 samples.histories,
