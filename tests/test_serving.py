@@ -280,7 +280,19 @@ def test_check_applies_the_runs_exclusion_rule_through_the_index():
         True,
     )
     assert report.exact.hitrate == 1.0 and report.exact.dcg == 1.0 and report.index.recall == 1.0
-    assert report.index.dcg == 1.0
+    assert report.index.dcg == 1.0 and "recorded test ranks" in report.format()
+    sampled = check_index(
+        build_index(items, IndexSettings("flat")),
+        "flat",
+        items,
+        queries,
+        histories,
+        exact[:, 2],
+        None,
+        10,
+        True,
+    )
+    assert sampled.recorded_hitrate is None and "recorded" not in sampled.format()  # sampled ranks: not shown
 
 
 # ----- refit -----

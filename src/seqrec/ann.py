@@ -103,8 +103,8 @@ class CheckReport:
     exclude_seen: bool
     exact: RetrievalResult
     index: RetrievalResult
-    recorded_hitrate: float
-    recorded_dcg: float
+    recorded_hitrate: float | None
+    recorded_dcg: float | None
     settings: dict
 
     def to_dict(self) -> dict:
@@ -122,10 +122,11 @@ class CheckReport:
                 f"  {result.name:34} {result.hitrate:11.4f} {result.dcg:9.4f} {result.recall:10.4f} "
                 f"{result.queries_per_second:11,.0f}"
             )
-        lines.append(
-            f"  recorded test ranks (test_ranks.parquet): hitrate@{self.k}={self.recorded_hitrate:.4f} "
-            f"dcg@{self.k}={self.recorded_dcg:.4f}"
-        )
+        if self.recorded_hitrate is not None:
+            lines.append(
+                f"  recorded test ranks (test_ranks.parquet): hitrate@{self.k}={self.recorded_hitrate:.4f} "
+                f"dcg@{self.k}={self.recorded_dcg:.4f}"
+            )
         return "\n".join(lines)
 
 
@@ -154,14 +155,15 @@ def check_index(
     query_vectors: np.ndarray,
     histories: list[np.ndarray],
     targets: np.ndarray,
-    recorded_ranks: np.ndarray,
+    recorded_ranks: np.ndarray | None,
     k: int,
     exclude_seen: bool,
     batch_size: int = 256,
     settings: dict | None = None,
 ) -> CheckReport:
     """The test samples retrieved through `index` next to the exact full-catalog ranking of the same
-    vectors (brute force, the evaluation's tie rule), under the run's exclusion rule."""
+    vectors (brute force, the evaluation's tie rule), under the run's exclusion rule. recorded_ranks: the
+    run's full-catalog test ranks, shown beside them (None: not recorded, or by sampled evaluation)."""
     from seqrec.evaluation import history_events
     from seqrec.metrics import top_k_items
 
@@ -205,15 +207,11 @@ def check_index(
         "exact (full catalog)", *_hit_metrics(exact_top, targets), 1.0, samples / exact_seconds
     )
     approximate = RetrievalResult(name, *_hit_metrics(index_top, targets), recall, samples / index_seconds)
-    recorded_hits = recorded_ranks <= k
-    recorded_dcg = float(np.where(recorded_hits, 1.0 / np.log2(recorded_ranks + 1.0), 0.0).mean())
+    recorded_hitrate = recorded_dcg = None
+    if recorded_ranks is not None:
+        recorded_hits = recorded_ranks <= k
+        recorded_hitrate = float(recorded_hits.mean())
+        recorded_dcg = float(np.where(recorded_hits, 1.0 / np.log2(recorded_ranks + 1.0), 0.0).mean())
     return CheckReport(
-        k,
-        samples,
-        exclude_seen,
-        exact,
-        approximate,
-        float(recorded_hits.mean()),
-        recorded_dcg,
-        settings or {},
+        k, samples, exclude_seen, exact, approximate, recorded_hitrate, recorded_dcg, settings or {}
     )

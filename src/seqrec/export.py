@@ -183,7 +183,7 @@ def export(
                 query_vectors,
                 samples.histories,
                 samples.targets,
-                samples.ranks,
+                samples.ranks if model.files.info["scoring"].get("protocol") == "FullCatalog" else None,
                 k or max(ks),
                 model.exclude_seen_in_evaluation,
                 model.batch_size,

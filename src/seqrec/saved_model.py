@@ -102,6 +102,9 @@ def save_model(
         "item_id_type": "int" if np.asarray(item_ids).dtype.kind in "iu" else "string",
         "user_id_type": "int" if histories.schema["user"] == pl.Int64 else "string",
         "scoring": {
+            "protocol": str(evaluation.get("_target_", "")).rsplit(".", 1)[
+                -1
+            ],  # FullCatalog, SampledCandidates
             "exclude_seen": bool(evaluation.get("exclude_seen", False)),
             "ks": [int(k) for k in evaluation.get("ks", [20])],
             "batch_size": int(evaluation.get("batch_size", 256)),
