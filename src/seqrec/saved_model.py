@@ -71,14 +71,25 @@ def save_model(
     users: user_blocks(log); item_ids: the original id of each dense item id; trained_on: which events
     trained the weights (said in model.json).
     """
-    from omegaconf import OmegaConf
-
-    import seqrec
-
     folder = Path(run_dir) / MODEL_DIR
     tmp = folder.with_name(f".{MODEL_DIR}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:
+        _write_model_files(tmp, weights_path, model, cfg, item_seq, users, item_ids, trained_on)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a run that fails here keeps no half-written model
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+def _write_model_files(tmp: Path, weights_path, model, cfg, item_seq, users, item_ids, trained_on) -> None:
+    from omegaconf import OmegaConf
+
+    import seqrec
+
     try:
         os.link(weights_path, tmp / WEIGHTS_FILE)
     except OSError:
@@ -102,9 +113,7 @@ def save_model(
         "item_id_type": "int" if np.asarray(item_ids).dtype.kind in "iu" else "string",
         "user_id_type": "int" if histories.schema["user"] == pl.Int64 else "string",
         "scoring": {
-            "protocol": str(evaluation.get("_target_", "")).rsplit(".", 1)[
-                -1
-            ],  # FullCatalog, SampledCandidates
+            "protocol": str(evaluation.get("_target_", "")).rsplit(".", 1)[-1],  # e.g. FullCatalog
             "exclude_seen": bool(evaluation.get("exclude_seen", False)),
             "ks": [int(k) for k in evaluation.get("ks", [20])],
             "batch_size": int(evaluation.get("batch_size", 256)),
@@ -115,9 +124,6 @@ def save_model(
         "histories": HISTORIES_COVER,
     }
     (tmp / MODEL_FILE).write_text(json.dumps(info, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-    return folder
 
 
 @dataclass(frozen=True)
