@@ -43,6 +43,9 @@ BASELINE = None  # objective the others are tested against; None = the first row
 METRIC = "dcg@10"  # metric of the significance test, the validation curves and time to quality
 K = 10  # cutoff of the table columns and of the quality-vs-coverage plot
 TEST = "seeds"  # "seeds" (seed-aware, the default) or "samples" (these trained models only)
+ALLOW_MIXED = (
+    False  # True: runs of different protocols or test sets side by side, rows labelled, no verdict across
+)
 FIGURES_DIR = None  # also save the figures (PNG and PDF) into this folder
 
 # %% [markdown]
@@ -58,34 +61,50 @@ else:
     raise FileNotFoundError("No sweep found: set SEQREC_SWEEP_DIR, SWEEP_DIRS or WANDB_PROJECT.")
 print(f"Source: {WANDB_PROJECT or ' '.join(str(folder) for folder in SWEEP_DIRS)}")
 print(scan.note())
-runs = scan.runs
+metrics = list(dict.fromkeys([f"dcg@{K}", f"hitrate@{K}", f"coverage@{K}", METRIC]))
+sources = [WANDB_PROJECT] if WANDB_PROJECT else [str(folder) for folder in SWEEP_DIRS]
+# Refuses runs of different protocols or test sets (one line naming what differs) unless ALLOW_MIXED.
+comparison = compare.compare(
+    scan,
+    sources,
+    metrics=metrics,
+    baseline=BASELINE,
+    metric=METRIC,
+    objectives=OBJECTIVES,
+    test=TEST,
+    allow_mixed=ALLOW_MIXED,
+)
+runs, table = comparison.runs, comparison.table
+for group in comparison.groups:
+    print(f"{group.label or 'all runs'}: {group.describe()}")
+for note in comparison.notes:
+    print(note)
 
 # %% [markdown]
 # ## Test metrics at K: mean ± 95% CI over seeds
 # Student t interval with n-1 degrees of freedom; best mean per column in bold, second underlined.
 
 # %%
-metrics = list(dict.fromkeys([f"dcg@{K}", f"hitrate@{K}", f"coverage@{K}", METRIC]))
-table = compare.results_table(runs, metrics=metrics, objectives=OBJECTIVES)
 display(Markdown(compare.format_table(table)))
-ceiling = compare.ceiling(runs)
-if ceiling:
+for group, ceiling in comparison.ceilings:  # one per protocol and test set: a ceiling only for its own rows
+    rows = ", ".join(dict.fromkeys(run.objective for run in group.runs))
     text = f"{METRIC} {ceiling[METRIC]:.4f}"
-    display(Markdown(f"Ceiling (the synthetic generator's Bayes-optimal ranking): {text}"))
+    display(Markdown(f"Ceiling of {rows} (the synthetic generator's Bayes-optimal ranking): {text}"))
 
 # %% [markdown]
 # ## Significance against the baseline, and the verdicts
 # Runs with the same seed are paired; the seed is the unit of replication and the test set's own sampling
 # noise (users as clusters) is added where test ranks exist. Holm-adjusted p-values when several objectives
 # are compared; a verdict needs at least 3 seeds. `TEST = "samples"` shows the sample-only test, which
-# describes these trained models only.
+# describes these trained models only. Only runs of the baseline's protocol and test set are tested.
 
 # %%
-shown = table["objective"].to_list()
-baseline = BASELINE or shown[0]
-significance = compare.paired_significance(runs, baseline, METRIC, test=TEST, objectives=shown)
-title, method = compare.significance_heading(significance, baseline, METRIC).split("\n")
-display(Markdown(f"**{title}**\n\n{method}\n\n" + compare.format_significance(significance)))
+significance = comparison.significance
+if significance is None:
+    print("No objective to test against the baseline (one objective, or none on the baseline's protocol).")
+else:
+    title, method = compare.significance_heading(significance, comparison.baseline, METRIC).split("\n")
+    display(Markdown(f"**{title}**\n\n{method}\n\n" + compare.format_significance(significance)))
 
 # %% [markdown]
 # ## Validation curves and time to quality

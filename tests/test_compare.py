@@ -90,7 +90,7 @@ def test_run_record_fields_and_loaders(tmp_path: Path):
 
     assert with_ranks.dir == tmp_path / "run" and with_ranks.seed == 4
     assert with_ranks.choices["split"] == "time" and with_ranks.test_samples == 2
-    assert with_ranks.metrics["test"]["dcg@10"] == pytest.approx(0.101)
+    assert with_ranks.metrics["test"]["dcg@10"] == pytest.approx((1 / np.log2(3) + 1) / 2)
     assert with_ranks.ranks().equals(ranks)
     assert with_ranks.history()["dcg@20"].to_list() == [0.1, 0.2]
     assert with_ranks.history()["step"].to_list() == [64, 128]
@@ -106,11 +106,11 @@ def test_scan_of_missing_directory_says_so(tmp_path: Path):
         compare.scan_run_dirs(tmp_path / "nowhere")
 
 
-def test_unreadable_ranks_file_is_a_data_error(tmp_path: Path):
+def test_unreadable_ranks_file_skips_the_run_with_the_reason(tmp_path: Path):
     write_run(tmp_path / "run", "bce", 0)
     (tmp_path / "run" / "test_ranks.parquet").write_text("not parquet")
-    with pytest.raises(DataError, match="not a readable ranks file"):
-        compare.load_runs(tmp_path)[0].ranks()
+    scan = compare.scan_run_dirs(tmp_path)
+    assert not scan.runs and "not a readable ranks file" in scan.skipped[0].reason
 
 
 def test_newest_sweep_dir(tmp_path: Path):
@@ -206,9 +206,20 @@ def test_results_table_warns_when_runs_differ_in_more_than_the_objective(tmp_pat
     record["choices"] |= {"dataset": "ml-1m", "experiment_loss@loss": "quick/bce"}  # pins chosen by the loss
     record["config"] = {"trainer": {"lr": 0.002}, "dataset": {"path": "/b"}}
     (tmp_path / "b" / "run.json").write_text(json.dumps(record))
+    with pytest.raises(
+        compare.MixedProtocols,
+        match=r"refusing to put in one row \(bce\) runs of different protocols: choices.dataset is",
+    ):
+        compare.results_table(compare.load_runs(tmp_path))  # old records: the dataset choice is protocol
+    record["choices"]["dataset"] = "ml-100k"
+    (tmp_path / "b" / "run.json").write_text(json.dumps(record))
+    with pytest.raises(compare.MixedProtocols, match="data is not recorded; dataset.path=/a in"):
+        compare.results_table(compare.load_runs(tmp_path))  # old records: the data is named by its path
+    record["config"]["dataset"]["path"] = "/a"
+    (tmp_path / "b" / "run.json").write_text(json.dumps(record))
     with caplog.at_level(logging.WARNING, logger="seqrec.compare"):
         compare.results_table(compare.load_runs(tmp_path))
-    assert "mix dataset = ['ml-100k', 'ml-1m'], trainer.lr = ['0.001', '0.002']" in caplog.text
+    assert "mix trainer.lr = ['0.001', '0.002']" in caplog.text
     assert "dataset.path" not in caplog.text and "experiment_loss" not in caplog.text
 
 

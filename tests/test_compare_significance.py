@@ -21,7 +21,6 @@ from compare_records import (
     write_sweep_with_seed_differences,
 )
 from seqrec import compare
-from seqrec.data.types import DataError
 
 
 def test_per_sample_metrics_match_hand_values():
@@ -173,7 +172,7 @@ def test_pairing_refuses_runs_on_different_samples(tmp_path: Path):
     ranks = np.ones(N_SAMPLES, dtype=np.int64)
     write_run(tmp_path / "bce", "bce", 0, ranks=ranks_frame(users, items, ranks))
     write_run(tmp_path / "other", "logq", 0, ranks=ranks_frame(users, items + 1000, ranks))
-    with pytest.raises(DataError, match="same data and split"):
+    with pytest.raises(compare.MixedProtocols, match="one test runs of different test sets: test set is"):
         compare.paired_significance(compare.load_runs(tmp_path), "bce")
 
 

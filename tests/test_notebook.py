@@ -19,8 +19,10 @@ METRICS = ("dcg@5", "dcg@10", "dcg@20", "hitrate@5", "hitrate@10", "hitrate@20")
 COVERAGE = ("coverage@5", "coverage@10", "coverage@20")
 
 
-def write_run(run_dir: Path, objective: str, seed: int, quality: float, ranks: np.ndarray) -> None:
+def write_run(run_dir: Path, objective: str, seed: int, ranks: np.ndarray) -> None:
+    """A run whose recorded test metrics are those of its ranks (1: a hit, 50: a miss at every k <= 20)."""
     run_dir.mkdir(parents=True)
+    quality = float((ranks == 1).mean())  # dcg@k = hitrate@k = the share of hits
     test = {metric: quality for metric in METRICS} | {metric: 0.5 for metric in COVERAGE}
     record = {"status": "completed", "seed": seed, "choices": {"loss": objective}, "metrics": {"test": test}}
     (run_dir / "run.json").write_text(json.dumps(record))
@@ -37,13 +39,17 @@ def write_run(run_dir: Path, objective: str, seed: int, quality: float, ranks: n
 
 @pytest.fixture
 def sweep(tmp_path: Path) -> Path:
-    """bce (quality 0.10, 0.12, 0.14) and softmax (0.30, 0.32, 0.34), softmax ranks 4x better."""
+    """bce (quality 0.10, 0.12, 0.14) and softmax (0.30, 0.32, 0.34) on 200 samples: softmax hits the
+    samples bce hits and 40 more."""
     root = tmp_path / "multirun" / "2025-01-01" / "12-00-00"
     rng = np.random.default_rng(0)
     for seed in range(3):
-        ranks = rng.integers(2, 100, size=200)
-        write_run(root / f"loss=bce,seed={seed}", "bce", seed, 0.10 + 0.02 * seed, ranks)
-        write_run(root / f"loss=softmax,seed={seed}", "softmax", seed, 0.30 + 0.02 * seed, ranks // 4 + 1)
+        order = rng.permutation(200)
+        bce, softmax = np.full(200, 50), np.full(200, 50)
+        bce[order[: 20 + 4 * seed]] = 1
+        softmax[order[: 60 + 4 * seed]] = 1
+        write_run(root / f"loss=bce,seed={seed}", "bce", seed, bce)
+        write_run(root / f"loss=softmax,seed={seed}", "softmax", seed, softmax)
     (root / "loss=logq,seed=0").mkdir()
     (root / "loss=logq,seed=0" / "run.json").write_text('{"status": "failed", "error": "boom"}')
     return root

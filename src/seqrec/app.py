@@ -20,6 +20,7 @@ from seqrec.data.batches import pack_train_sequences, train_item_counts
 from seqrec.data.preprocess import load_log
 from seqrec.data.splits import dataset_statistics
 from seqrec.data.types import InteractionLog, SplitData
+from seqrec.fingerprints import run_fingerprints
 from seqrec.intervals import LEVEL, metric_intervals
 from seqrec.losses.base import CatalogStats
 from seqrec.preflight import (
@@ -132,7 +133,10 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     warnings = small_evaluation_warnings(stats, cfg.min_eval_samples)
     for warning in warnings:
         log.warning(warning)
-    recorder.update(dataset_stats=stats, warnings=warnings)
+    test_users, test_items = split.original_users(split.test.user), split.original_items(split.test.target)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    fingerprints = run_fingerprints(config, source.fingerprint(), test_users, test_items)
+    recorder.update(dataset_stats=stats, warnings=warnings, fingerprints=fingerprints)
     device = resolve_device(cfg.trainer.device)
     prepare_device(device)
     max_seq_len = cfg.model.max_seq_len
@@ -173,9 +177,7 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     test_started = time.perf_counter()
     test = evaluation.evaluate(model_scores, split.test, item_seq, max_seq_len, split.num_items)
     test_seconds = time.perf_counter() - test_started
-    recorder.write_test_ranks(
-        split.original_users(split.test.user), split.original_items(split.test.target), test.ranks
-    )
+    recorder.write_test_ranks(test_users, test_items, test.ranks)
     metrics = {"best_valid": result.best_metrics, "test": test.metrics}
     intervals = metric_intervals(test.ranks.numpy(), evaluation.ks)
     test_ci = {"level": LEVEL, "samples": len(test.ranks), "intervals": intervals}

@@ -3,6 +3,8 @@
     python -m seqrec.compare multirun/2026-01-01/12-00-00 [MORE_SWEEPS ...] --baseline bce --metric dcg@10
 
 Modules, each readable on its own:
+- `protocols`: runs grouped by protocol and test-set fingerprint; mixed groups refused or labelled;
+- `record_checks`: a run's test ranks must reproduce its recorded metrics and test set;
 - `runs`: completed runs of one or several sweep folders (run.json, history.jsonl, test_ranks.parquet),
   variant labels, skipped runs with the reason;
 - `wandb_source`: the same records from a Weights & Biases project (no test ranks there);
@@ -20,6 +22,13 @@ from seqrec.compare.plots import (
     plot_validation_curves,
     save_figures,
     validation_curves,
+)
+from seqrec.compare.protocols import (
+    MixedProtocols,
+    ProtocolGroup,
+    fingerprints_of,
+    group_runs,
+    protocol_groups,
 )
 from seqrec.compare.runs import (
     RunRecord,
@@ -53,6 +62,11 @@ from seqrec.compare.wandb_source import load_wandb_runs, scan_wandb_runs
 
 __all__ = [
     "METHODS",
+    "MixedProtocols",
+    "ProtocolGroup",
+    "fingerprints_of",
+    "group_runs",
+    "protocol_groups",
     "PROTOCOL_METRICS",
     "Comparison",
     "RunRecord",

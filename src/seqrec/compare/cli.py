@@ -20,6 +20,14 @@ from pathlib import Path
 import polars as pl
 
 from seqrec.compare.plots import save_figures
+from seqrec.compare.protocols import (
+    ProtocolGroup,
+    differing_settings,
+    group_runs,
+    protocol_groups,
+    variant_of,
+    where,
+)
 from seqrec.compare.runs import RunRecord, RunScan, scan_run_dirs
 from seqrec.compare.significance import (
     METHODS,
@@ -47,7 +55,8 @@ INTERVALS_MEAN = {
 
 @dataclass
 class Comparison:
-    """Everything a report shows, computed once from a scan."""
+    """Everything a report shows, computed once from a scan. `runs` are the compared runs (relabelled with
+    what differs under allow_mixed), `groups` their protocol groups, `notes` what changed the method."""
 
     sources: list[str]
     scan: RunScan
@@ -57,14 +66,51 @@ class Comparison:
     metric: str = "dcg@10"
     test: str = "seeds"
     significance: pl.DataFrame | None = None
-    ceiling: dict[str, float] | None = None
+    ceiling: dict[str, float] | None = None  # the single group's ceiling; see `ceilings` for mixed groups
     figures: list[Path] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    groups: list[ProtocolGroup] = field(default_factory=list)
+    ceilings: list[tuple[ProtocolGroup, dict[str, float]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.groups) > 1
+
+
+def _group_ceiling(group: ProtocolGroup) -> dict[str, float] | None:
+    return next(
+        (dict(run.metrics[CEILING_SPLIT]) for run in group.runs if CEILING_SPLIT in run.metrics), None
+    )
 
 
 def ceiling(runs: Sequence[RunRecord]) -> dict[str, float] | None:
-    """Test metrics of the synthetic generator's Bayes-optimal ranking (the same for every run on one data
-    set): no objective can beat it on average. None for real data."""
-    return next((dict(run.metrics[CEILING_SPLIT]) for run in runs if CEILING_SPLIT in run.metrics), None)
+    """Test metrics of the synthetic generator's Bayes-optimal ranking of the runs' test samples under their
+    evaluation: no objective can beat it on average. None for real data, and for runs of several protocols
+    or test sets (each has its own ceiling: `Comparison.ceilings`)."""
+    groups = protocol_groups(runs)
+    return _group_ceiling(groups[0]) if len(groups) == 1 else None
+
+
+def _select(runs: Sequence[RunRecord], objectives: Sequence[str] | None) -> list[RunRecord]:
+    """The runs of `objectives` (variant labels, or `variant @ difference` labels), before grouping."""
+    if objectives is None:
+        return list(runs)
+    wanted = {variant_of(name) for name in objectives}
+    return [run for run in runs if run.objective in wanted]
+
+
+def _expand(names: Sequence[str] | None, labels: Sequence[str]) -> list[str] | None:
+    """`--objectives bce` picks every `bce @ ...` row of a mixed comparison; exact labels pick themselves."""
+    if names is None:
+        return None
+    expanded = []
+    for name in names:
+        matches = [label for label in labels if label == name] or [
+            label for label in labels if variant_of(label) == name
+        ]
+        expanded += matches or [name]  # an unknown name: results_table says which exist
+    return list(dict.fromkeys(expanded))
 
 
 def compare(
@@ -78,33 +124,83 @@ def compare(
     split: str = "test",
     test: str = "seeds",
     n_bootstrap: int = 10_000,
+    allow_mixed: bool = False,
 ) -> Comparison:
-    table = results_table(scan.runs, metrics=metrics, split=split, objectives=objectives)
+    """The comparison of the scan's runs. Runs of different protocols or test sets raise MixedProtocols
+    (a ValueError naming what differs) unless `allow_mixed`; then rows are labelled with what differs and
+    significance stays within the baseline's protocol and test set."""
+    runs, groups = group_runs(_select(scan.runs, objectives), allow_mixed)
+    labels = list(dict.fromkeys(run.objective for run in runs))
+    table = results_table(runs, metrics=metrics, split=split, objectives=_expand(objectives, labels))
     shown = table["objective"].to_list()
-    comparison = Comparison(
-        list(sources), scan, split, table, metric=metric, test=test, ceiling=ceiling(scan.runs)
-    )
+    comparison = Comparison(list(sources), scan, split, table, metric=metric, test=test)
+    comparison.runs, comparison.groups = runs, groups
+    comparison.ceilings = [(group, found) for group in groups if (found := _group_ceiling(group))]
+    if len(groups) == 1 and comparison.ceilings:
+        comparison.ceiling = comparison.ceilings[0][1]
     if len(shown) > 1:
-        comparison.baseline = baseline or shown[0]
-        comparison.significance = paired_significance(
-            scan.runs,
-            comparison.baseline,
-            metric,
-            test=test,
-            split=split,
-            objectives=shown,
-            n_bootstrap=n_bootstrap,
-        )
+        chosen = (_expand([baseline], shown) or [baseline])[0] if baseline else shown[0]
+        if chosen not in shown:
+            raise ValueError(f"baseline {chosen!r} has no completed run; objectives: {shown}")
+        comparison.baseline = chosen
+        group_of = {run.objective: group.label for group in groups for run in group.runs}
+        tested = [name for name in shown if group_of.get(name) == group_of.get(chosen)]
+        elsewhere = [name for name in shown if name not in tested]
+        if elsewhere:
+            comparison.notes.append(
+                f"No significance row or verdict for {', '.join(elsewhere)}: another protocol or test set "
+                f"than the baseline {chosen}; nothing is tested across protocols or test sets."
+            )
+        if len(tested) > 1:
+            comparison.significance = paired_significance(
+                [run for run in runs if run.objective in tested],
+                chosen,
+                metric,
+                test=test,
+                split=split,
+                objectives=tested,
+                n_bootstrap=n_bootstrap,
+            )
+            in_table = set(comparison.significance["objective"])
+            missing = [name for name in tested if name != chosen and name not in in_table]
+            if missing:
+                comparison.notes.append(
+                    f"No significance row for {', '.join(missing)}: "
+                    + ("no run with test ranks" if test == "samples" else "no seed shared with the baseline")
+                    + f" ({chosen})."
+                )
     return comparison
 
 
-def _ceiling_text(comparison: Comparison, metrics: Sequence[str], style: str) -> str:
-    values = [(m, comparison.ceiling[m]) for m in metrics if m in comparison.ceiling]
+def _protocol_text(comparison: Comparison, style: str) -> str:
+    """Which protocol and test set the rows share, or, for a mixed comparison, each group and its rows."""
+    groups = comparison.groups
+    if not groups:
+        return ""
+    if len(groups) == 1:
+        return f"All runs share one protocol and test set: {groups[0].describe()}."
+    code = "`" if style == "markdown" else ""
+    lines = [
+        f"Mixed protocols or test sets ({len(groups)} groups, --allow-mixed): each row is labelled "
+        "`variant @ what differs`; the table never pools them, and significance and verdicts stay within "
+        "the baseline's group."
+    ]
+    for group in groups:
+        lines.append(f"- {code}{group.label}{code}: {group.describe()}; {where(group, groups)}")
+    return "\n".join(lines)
+
+
+def _ceiling_text(values: Sequence[tuple[str, float]], style: str, rows: str | None) -> str:
     heading = table_style(style).heading
     title = (
         f"{heading}Ceiling: the synthetic generator's Bayes-optimal ranking of the same test samples "
         "(no objective can beat it on average)"
     )
+    if rows:  # a mixed comparison: one ceiling per protocol and test set, for its rows only
+        title = (
+            f"{heading}Ceiling for {rows} only: the Bayes-optimal ranking of their test samples, evaluated "
+            "as they are"
+        )
     if style == "markdown":
         header = "| ranking | " + " | ".join(m for m, _ in values) + " |\n|---|" + "---|" * len(values)
         return (
@@ -113,6 +209,17 @@ def _ceiling_text(comparison: Comparison, metrics: Sequence[str], style: str) ->
             + " |"
         )
     return f"{title}\n" + "  ".join(f"{m} {v:.4f}" for m, v in values)
+
+
+def _ceiling_texts(comparison: Comparison, metrics: Sequence[str], style: str) -> list[str]:
+    texts = []
+    shown = set(comparison.table["objective"])
+    for group, found in comparison.ceilings:
+        rows = [name for name in dict.fromkeys(run.objective for run in group.runs) if name in shown]
+        values = [(m, found[m]) for m in metrics if m in found]
+        if rows and values:
+            texts.append(_ceiling_text(values, style, ", ".join(rows) if comparison.mixed else None))
+    return texts
 
 
 def _wrapped(text: str, style: str) -> str:
@@ -130,10 +237,13 @@ def format_report(comparison: Comparison, style: str = "plain", command: str | N
         f"{heading}Metrics on {comparison.split}: mean ± 95% CI over seeds (Student t, n-1 df)",
         format_table(comparison.table, style=style),
     ]
-    if comparison.ceiling:
-        parts.append(_wrapped(_ceiling_text(comparison, metrics, style), style))
+    parts += [_wrapped(text, style) for text in _ceiling_texts(comparison, metrics, style)]
+    if comparison.groups:
+        parts.append(_wrapped(_protocol_text(comparison, style), style))
     significance = comparison.significance
-    if significance is None:
+    if significance is None and comparison.table.height > 1:
+        parts.append("Significance: no objective shares the baseline's protocol and test set.")
+    elif significance is None:
         parts.append("Significance: only one objective, nothing to compare.")
     else:
         title = significance_heading(significance, comparison.baseline, comparison.metric)
@@ -144,6 +254,7 @@ def format_report(comparison: Comparison, style: str = "plain", command: str | N
         if "samples" not in methods:
             meaning += f" A verdict needs at least {MIN_SEEDS_FOR_VERDICT} seeds and p < {ALPHA}."
         parts.append(_wrapped(meaning, style))
+    parts += [_wrapped(note, style) for note in comparison.notes]
     parts.append(comparison.scan.note())
     if comparison.figures:
         parts.append("Figures: " + ", ".join(str(path) for path in comparison.figures) + " (and .pdf)")
@@ -163,8 +274,26 @@ def _finite(value):
     return value
 
 
+def _group_json(group: ProtocolGroup, groups: Sequence[ProtocolGroup]) -> dict:
+    return {
+        "label": group.label,
+        "protocol": group.protocol,
+        "protocol_recorded": group.recorded,
+        "test_set": group.test_set,
+        "test_samples": group.test_samples,
+        "rows": list(dict.fromkeys(run.objective for run in group.runs)),
+        "runs": [run.location for run in group.runs],
+        "differs_in": {
+            key: group.settings.get(key) for key in differing_settings(groups) if key in group.settings
+        },
+    }
+
+
 def report_json(comparison: Comparison) -> str:
     table = comparison.table
+    group_of = {
+        run.objective: group.label or group.protocol for group in comparison.groups for run in group.runs
+    }
     metrics = [c for c in table.columns if f"{c}_ci" in table.columns]
     rows = [
         {
@@ -172,6 +301,7 @@ def report_json(comparison: Comparison) -> str:
             "n_seeds": row["n_seeds"],
             SECONDS_COLUMN: row[SECONDS_COLUMN],
             "metrics": {m: {"mean": row[m], "ci_half_width": row[f"{m}_ci"]} for m in metrics},
+            "protocol": group_of.get(row["objective"]),
         }
         for row in table.iter_rows(named=True)
     ]
@@ -181,6 +311,13 @@ def report_json(comparison: Comparison) -> str:
         "split": comparison.split,
         "table": rows,
         "ceiling": comparison.ceiling,
+        "ceilings": [
+            {"protocol": group.label or group.protocol, "test_set": group.test_set, "metrics": found}
+            for group, found in comparison.ceilings
+        ],
+        "mixed": comparison.mixed,
+        "protocols": [_group_json(group, comparison.groups) for group in comparison.groups],
+        "notes": comparison.notes,
         "baseline": comparison.baseline,
         "metric": comparison.metric,
         "test": comparison.test,
@@ -229,6 +366,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--plots", action="store_true", help="write the figures (PNG and PDF)")
     parser.add_argument("--figures-dir", type=Path, help="where --plots writes (default: FIRST_DIR/figures)")
     parser.add_argument("--output", type=Path, help="also write the report to this file")
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="show runs of different protocols or test sets side by side (rows labelled with what differs, "
+        "no verdict across them) instead of refusing",
+    )
     return parser
 
 
@@ -254,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             split=args.split,
             test=args.test,
             n_bootstrap=args.n_bootstrap,
+            allow_mixed=args.allow_mixed,
         )
         if args.plots:
             folder = args.figures_dir or (
@@ -262,8 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             k = int(args.metric.partition("@")[2] or 10)
             table = comparison.table
             if not {f"dcg@{k}", f"coverage@{k}"} <= set(table.columns):
-                table = results_table(scan.runs, (f"dcg@{k}", f"coverage@{k}"), objectives=args.objectives)
-            comparison.figures = save_figures(scan.runs, table, folder, metric=args.metric, k=k)
+                shown = comparison.table["objective"].to_list()
+                table = results_table(comparison.runs, (f"dcg@{k}", f"coverage@{k}"), objectives=shown)
+            comparison.figures = save_figures(comparison.runs, table, folder, metric=args.metric, k=k)
     except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -16,7 +16,9 @@ from typing import Any
 
 import polars as pl
 
+from seqrec.compare.record_checks import ranks_mismatch, ranks_test_set
 from seqrec.data.types import DataError
+from seqrec.fingerprints import PROTOCOL_KEYS, PROTOCOL_SECTIONS
 from seqrec.run_status import effective_status
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,9 @@ SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the root of every multirun sw
 
 # Overrides that do not change what a run computes: where the data lies, bookkeeping, logging.
 BOOKKEEPING_OVERRIDES = ("seed", "dataset.path", "cache_dir", "name", "trainer.progress", "logger", "hydra")
+# Overrides of the protocol (data, preprocessing, split, evaluation, input length, budget): runs that differ
+# there are told apart by their protocol fingerprint (seqrec.compare.protocols), not by variant labels.
+PROTOCOL_OVERRIDES = (*PROTOCOL_SECTIONS, *PROTOCOL_KEYS)
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class RunRecord:
     best_step: int | None = None
     test_samples: int | None = None
     dir: Path | None = None
+    # run.json's `fingerprints` (protocol, protocol_settings, test_set, test_samples), or {} for older
+    # records; `seqrec.compare.protocols.fingerprints_of` fills what is missing from the config and ranks
+    fingerprints: dict = field(default_factory=dict, repr=False, compare=False)
     history_loader: Callable[[], pl.DataFrame] | None = field(default=None, repr=False, compare=False)
     ranks_loader: Callable[[], pl.DataFrame] | None = field(default=None, repr=False, compare=False)
 
@@ -134,8 +142,9 @@ def _read_history_file(path: Path) -> pl.DataFrame:
 
 
 def _read_ranks_file(path: Path) -> pl.DataFrame:
-    try:
-        ranks = pl.read_parquet(path, columns=["user", "item", "rank"])
+    try:  # through a file handle: polars reads a path with [ ] (a swept evaluation.ks=[5,10]) as a glob
+        with open(path, "rb") as handle:
+            ranks = pl.read_parquet(handle, columns=["user", "item", "rank"])
     except (OSError, pl.exceptions.PolarsError) as error:
         raise DataError(
             f"{path} is not a readable ranks file with user, item, rank columns ({error})"
@@ -166,6 +175,11 @@ def _run_from_json(run_json: Path) -> RunRecord | SkippedRun:
     run_dir = run_json.parent
     ranks_path = run_dir / RANKS_FILE
     test_samples = (record.get("dataset_stats") or {}).get("test_samples")
+    fingerprints = dict(record.get("fingerprints") or {})
+    if ranks_path.exists():
+        problem = _ranks_problem(ranks_path, metrics.get("test") or {}, fingerprints)
+        if problem:
+            return SkippedRun(location, problem)
     return RunRecord(
         location=location,
         objective=str(loss),
@@ -177,9 +191,35 @@ def _run_from_json(run_json: Path) -> RunRecord | SkippedRun:
         best_step=record.get("best_step"),
         test_samples=int(test_samples) if test_samples is not None else None,
         dir=run_dir,
+        fingerprints=fingerprints,
         history_loader=lambda: _read_history_file(run_dir / HISTORY_FILE),
         ranks_loader=(lambda: _read_ranks_file(ranks_path)) if ranks_path.exists() else None,
     )
+
+
+def _ranks_problem(path: Path, recorded: dict, fingerprints: dict) -> str | None:
+    """Why a run's ranks file cannot be trusted (None: it can). Fills `fingerprints["test_set"]` from the
+    ranks where run.json has none (records older than fingerprints)."""
+    try:
+        ranks = _read_ranks_file(path)
+    except DataError as error:
+        return str(error)
+    mismatch = ranks_mismatch(ranks, recorded)
+    if mismatch:
+        return (
+            f"{RANKS_FILE} does not reproduce the recorded test metrics ({mismatch}): it belongs to "
+            "another run or is damaged; rerun this run, or restore its own ranks file"
+        )
+    from_ranks = ranks_test_set(ranks)
+    if fingerprints.get("test_set") is None:
+        fingerprints.update(test_set=from_ranks, test_samples=ranks.height, test_set_from="ranks")
+    elif fingerprints["test_set"] != from_ranks:
+        return (
+            f"{RANKS_FILE} holds other test samples than the run recorded (test-set fingerprint "
+            f"{from_ranks[:12]} vs {str(fingerprints['test_set'])[:12]}): it belongs to another run; "
+            "rerun this run, or restore its own ranks file"
+        )
+    return None
 
 
 def scan_run_dirs(*paths: str | Path) -> RunScan:
@@ -210,13 +250,17 @@ def _is_bookkeeping(key: str) -> bool:
     return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in BOOKKEEPING_OVERRIDES)
 
 
+def _is_protocol(key: str) -> bool:
+    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in PROTOCOL_OVERRIDES)
+
+
 def _override_values(overrides: Sequence[str]) -> dict[str, str]:
     """["loss=softmax", "+loss.x=1", "seed=0"] -> {"loss.x": "1"}: the overrides that change the result,
     except the `loss` choice itself (the label's stem)."""
     values = {}
     for override in overrides:
         key, assigned, value = override.lstrip("+").partition("=")
-        if assigned and key != "loss" and not _is_bookkeeping(key):
+        if assigned and key != "loss" and not _is_bookkeeping(key) and not _is_protocol(key):
             values[key] = value
     return values
 
@@ -239,7 +283,8 @@ def label_variants(runs: Sequence[RunRecord]) -> list[RunRecord]:
     sweeps, one with `loss.detach_item_table=false`, give the rows "softmax" and
     "softmax[detach_item_table=false]". A key counts when its value (resolved config, else the config
     group's choice, else the override's text) differs between runs of one loss; seeds and bookkeeping
-    overrides (paths, logging) never count."""
+    overrides (paths, logging) never count, nor do protocol settings (the protocol fingerprint tells runs
+    of other data, split or evaluation apart: seqrec.compare.protocols)."""
     by_loss: dict[str, list[int]] = {}
     for index, run in enumerate(runs):
         by_loss.setdefault(run.loss, []).append(index)

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from seqrec.compare import statistics
+from seqrec.compare.protocols import check_one_group
 from seqrec.compare.runs import RANKS_FILE, RunRecord
 from seqrec.compare.table import check_one_run_per_seed, table_style
 from seqrec.data.types import DataError
@@ -130,6 +131,7 @@ _SCHEMA = {
     "seeds_needed": pl.Int64,
     "more_seeds_cannot_resolve": pl.Boolean,
     "verdict": pl.String,
+    "note": pl.String,  # runs without test ranks that changed this row's method or seeds, named
 }
 
 
@@ -232,10 +234,14 @@ def paired_significance(
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    without_ranks = [run for run in runs if not run.has_ranks]
+    any_ranks = len(without_ranks) < len(runs)
     if test == "samples":
         per_sample_metric(metric)  # a clear error for coverage and typos before any file is read
         runs = [run for run in runs if run.has_ranks]
     check_one_run_per_seed(runs)
+    tested = [run for run in runs if objectives is None or run.objective in (*objectives, baseline)]
+    check_one_group(tested, "one test")  # no difference is tested across data, protocols or test sets
     by_objective: dict[str, dict[int, RunRecord]] = {}
     for run in runs:
         by_objective.setdefault(run.objective, {})[run.seed] = run
@@ -266,11 +272,44 @@ def paired_significance(
             n_bootstrap,
             seed,
         )
-        rows.append(row | {"objective": objective, "baseline": baseline, "metric": metric})
+        note = _ranks_note(objective, baseline, shared, without_ranks, metric, test, row["method"], any_ranks)
+        rows.append(row | {"objective": objective, "baseline": baseline, "metric": metric, "note": note})
     for row, adjusted in zip(rows, statistics.holm([row["p_value"] for row in rows]), strict=True):
         row["p_holm"] = adjusted
         row["verdict"] = verdict(row, several=len(rows) > 1)
     return pl.DataFrame(rows, schema=_SCHEMA)
+
+
+def _ranks_note(
+    objective: str,
+    baseline: str,
+    shared: list[int],
+    without_ranks: Sequence[RunRecord],
+    metric: str,
+    test: str,
+    method: str,
+    any_ranks: bool,
+) -> str | None:
+    """Names the completed runs without test ranks where they change this row: with test="samples" they are
+    left out (the table still counts them); with test="seeds" they turn the row into the seeds-only test
+    while other runs have ranks (when none has, e.g. W&B, the method line says it for every row)."""
+    missing = [run for run in without_ranks if run.objective in (objective, baseline)]
+    if test == "samples":
+        if not missing:
+            return None
+        names = ", ".join(f"{run.objective} seed {run.seed} ({run.location})" for run in missing)
+        return (
+            f"left out of this test for lack of {RANKS_FILE}: {names}; the results table still counts them, "
+            f"so it has more seeds than the {len(shared)} tested here"
+        )
+    missing = [run for run in missing if run.seed in shared]
+    if method != "seeds" or not missing or not _is_per_sample(metric) or not any_ranks:
+        return None
+    names = ", ".join(f"{run.objective} seed {run.seed} ({run.location})" for run in missing)
+    return (
+        f"seeds-only test (recorded per-seed metrics; the test set's own noise not included) because these "
+        f"runs have no {RANKS_FILE}: {names}"
+    )
 
 
 def _interval(row: dict) -> str:
@@ -367,4 +406,9 @@ def format_significance(table: pl.DataFrame, style: str = "markdown", digits: in
         rows.append(cells)
     bullet = "- "
     verdicts = "\n".join(bullet + line for line in table["verdict"])
+    notes = [
+        f"{bullet}{row['objective']}: {row['note']}" for row in table.iter_rows(named=True) if row["note"]
+    ]
+    if notes:
+        verdicts += "\n\nRuns without test ranks:\n" + "\n".join(notes)
     return drawing.render(header, rows) + "\n\n" + verdicts

@@ -11,7 +11,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from seqrec.compare.runs import RunRecord
+from seqrec.compare.protocols import check_one_group
+from seqrec.compare.runs import PROTOCOL_OVERRIDES, RunRecord
 from seqrec.data.types import DataError
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ def warn_if_setups_differ(runs: Sequence[RunRecord]) -> None:
     settings = [_flatten(run.choices) | _flatten(run.config) for run in runs]
     keys = sorted({key for setting in settings for key in setting})
     labelled = {part.split("=")[0] for run in runs for part in run.objective.partition("[")[2].split(",")}
-    allowed = (*_ALLOWED_DIFFERENCES, *labelled)  # variant labels show these differences already
+    # variant labels show these differences already; protocol groups (seqrec.compare.protocols) the others
+    allowed = (*_ALLOWED_DIFFERENCES, *labelled, *PROTOCOL_OVERRIDES)
     mixed = []
     for key in keys:
         if any(key == name or key.startswith((f"{name}.", f"{name}@")) for name in allowed):
@@ -111,6 +113,8 @@ def results_table(
     order = objective_order(runs, objectives)
     selected = [run for run in runs if run.objective in order]
     check_one_run_per_seed(selected)
+    for objective in order:  # a row never pools seeds of different data, protocols or test sets
+        check_one_group([run for run in selected if run.objective == objective], f"one row ({objective})")
     warn_if_setups_differ(selected)
     values = np.empty((len(selected), len(metrics)))
     for row, run in enumerate(selected):
