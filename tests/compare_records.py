@@ -30,6 +30,7 @@ def write_run(
     config: dict | None = None,
     best_step: int | None = None,
     oracle: dict[str, float] | None = None,
+    fingerprints: dict | None = None,
 ) -> Path:
     run_dir.mkdir(parents=True)
     if test is None:  # what the run would have recorded: its ranks' metrics (compare checks they agree)
@@ -49,6 +50,8 @@ def write_run(
         "best_step": best_step,
         "dataset_stats": {"test_samples": ranks.height} if ranks is not None else {},
     }
+    if fingerprints is not None:
+        record["fingerprints"] = fingerprints
     (run_dir / "run.json").write_text(json.dumps(record))
     entries = history if history is not None else []
     (run_dir / "history.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in entries))

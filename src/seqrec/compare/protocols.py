@@ -166,7 +166,7 @@ def where(group: ProtocolGroup, groups: Sequence[ProtocolGroup]) -> str:
         common = ""
     inside = [place for place in others if place == common or place.startswith(common.rstrip("/") + "/")]
     if common and common not in ("/", ".") and not inside:
-        return f"{common} ({n} run{'s' if n != 1 else ''})"
+        return f"{n} run{'s' if n != 1 else ''} in {common}"
     shown = ", ".join(locations[:2])
     return shown + (f" and {n - 2} more" if n > 2 else "")
 

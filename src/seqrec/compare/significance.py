@@ -74,7 +74,13 @@ def _with_occurrence(ranks: pl.DataFrame) -> pl.DataFrame:
 
 
 def _aligned_ranks(reference: pl.DataFrame, ranks: pl.DataFrame, location: str) -> np.ndarray:
-    """Ranks [S] in the row order of `reference` (user, item), joined on (user, item, occurrence)."""
+    """Ranks [S] in the row order of `reference` (user, item), joined on (user, item, occurrence). Ids
+    written as integers by one run and as strings by another are joined as text (the test-set fingerprint
+    treats them alike)."""
+    if ranks.select("user", "item").schema != reference.select("user", "item").schema:
+        reference, ranks = (
+            frame.with_columns(pl.col("user", "item").cast(pl.String)) for frame in (reference, ranks)
+        )
     if ranks.height == reference.height and ranks.select("user", "item").equals(
         reference.select("user", "item")
     ):
