@@ -411,3 +411,49 @@ def test_test_set_fingerprint_follows_the_samples_not_their_order_or_id_type():
     assert test_set_fingerprint(users[:3], items[:3]) != reference  # a repeated sample counts
     assert test_set_fingerprint(users, items + 1) != reference
     assert test_set_fingerprint(items, users) != reference
+
+
+def test_report_pages_refuse_mixed_protocols_or_label_their_rows(tmp_path: Path, capsys):
+    from seqrec import report
+
+    write_sweep(tmp_path / "SA", {"bce": 0.2, "softmax": 0.25})
+    write_sweep(tmp_path / "SB", {"bce": 0.5}, run_config=config(SAMPLED))
+    for run_json in tmp_path.rglob("run.json"):  # what the page's setup section reads
+        record = json.loads(run_json.read_text())
+        record["timings"] = {"train_seconds": 1.0, "train_events_per_second": 100.0}
+        run_json.write_text(json.dumps(record))
+    page = tmp_path / "page.md"
+    arguments = [str(tmp_path / "SA"), str(tmp_path / "SB"), "--title", "t", "--output", str(page)]
+
+    assert report.main(arguments) == 1 and not page.exists()
+    assert "evaluation is FullCatalog in 6 runs in " in capsys.readouterr().err
+    assert report.main([*arguments, "--allow-mixed"]) == 0
+    text = page.read_text()
+    assert (
+        "| bce @ evaluation=SampledCandidates | 3 |" in text and "- `evaluation=SampledCandidates`:" in text
+    )
+    assert "SampledCandidates on dcg@10" not in text  # no test against a baseline of another protocol
+
+
+@pytest.mark.parametrize(
+    ("page", "folders"),
+    [("experiments/quick/RESULTS.md", 1), ("experiments/objectives/RESULTS-ml-100k.md", 1)],
+)
+def test_committed_result_pages_regenerate_from_their_runs(page: str, folders: int, tmp_path: Path, capsys):
+    """Old run records (no fingerprints): the protocol comes from their configs, the test set from their
+    ranks where committed; the pages regenerate exactly (their first lines name the command)."""
+    import shlex
+
+    from seqrec import report
+
+    repo = Path(__file__).resolve().parents[1]
+    committed = (repo / page).read_text()
+    command = committed.splitlines()[2].split("`")[1]
+    arguments = shlex.split(command)[3:]
+    arguments[arguments.index("--output") + 1] = str(tmp_path / "page.md")
+    assert arguments[0].startswith("experiments/")
+    arguments[0] = str(repo / arguments[0])
+
+    assert report.main(arguments) == 0
+    regenerated = (tmp_path / "page.md").read_text()
+    assert regenerated.splitlines()[3:] == committed.splitlines()[3:]

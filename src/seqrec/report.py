@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", default="dcg@10")
     parser.add_argument("--objectives", nargs="+")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="runs of different protocols or test sets on one page, rows labelled, no verdict across them",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     sources = " ".join(str(d) for d in args.sweep_dirs)
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline=args.baseline,
             metric=args.metric,
             objectives=args.objectives,
+            allow_mixed=args.allow_mixed,
         )
     except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError
         print(f"error: {error}", file=sys.stderr)
