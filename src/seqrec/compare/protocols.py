@@ -102,7 +102,7 @@ def _group(members: list[tuple[RunRecord, dict]], test_set: str | None) -> Proto
 
 
 def differing_settings(groups: Sequence[ProtocolGroup]) -> list[str]:
-    """Protocol settings whose values differ between groups, then "test set" if test sets differ. A key
+    """Protocol settings whose values differ between groups, or "test set" if only test sets differ. A key
     that only some groups have, in a section whose `_target_` differs (evaluation.num_negatives of a
     sampled evaluation next to a full one), counts only where the groups that have it disagree: the class
     implies it."""
@@ -115,7 +115,9 @@ def differing_settings(groups: Sequence[ProtocolGroup]) -> list[str]:
         if _implied(key, groups) and len({value for value in values if value != UNSET}) <= 1:
             continue
         differing.append(key)
-    if len({group.test_set for group in groups}) > 1:
+    if any(key.startswith("dataset.") for key in differing):  # the data's fingerprint follows from them
+        differing = [key for key in differing if key != DATA_KEY]
+    if not differing and len({group.test_set for group in groups}) > 1:  # else the test set follows too
         differing.append(TEST_SET_KEY)
     return differing
 
