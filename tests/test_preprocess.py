@@ -9,7 +9,6 @@ import errno
 import logging
 import os
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -405,7 +404,8 @@ def test_load_log_validates_arguments_even_on_a_cache_hit(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_million_rows_is_fast():
+def test_one_million_rows_keep_their_invariants():
+    """At ML-1M size (speed is measured by benchmarks/data_pipeline.py, not here)."""
     rng = np.random.default_rng(0)
     n = 1_000_000
     raw = pl.DataFrame(
@@ -416,9 +416,11 @@ def test_one_million_rows_is_fast():
             "rating": rng.integers(1, 6, n).astype(np.float64),
         }
     )
+    kept = {}
     for duplicates in ("keep", "first"):
-        start = time.perf_counter()
         log = preprocess(raw, duplicates=duplicates, min_rating=2.0)
-        elapsed = time.perf_counter() - start
-        print(f"1M rows, duplicates={duplicates}: {elapsed:.2f} s, {log.stats}")
-        assert elapsed < 5.0
+        table = log.events
+        assert table.group_by("user").len()["len"].min() >= 5
+        assert table.group_by("item").len()["len"].min() >= 5
+        kept[duplicates] = table.height
+    assert kept["first"] <= kept["keep"] < n

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import polars as pl
@@ -226,11 +225,8 @@ def test_bad_parameters_name_their_config_key(overrides: dict, key: str) -> None
 
 
 @pytest.mark.slow
-def test_a_million_events_generate_in_seconds() -> None:
-    source = SyntheticSource(num_users=6000, num_items=3500, mean_length=170.0)
-    started = time.perf_counter()
-    log = source.load()
-    elapsed = time.perf_counter() - started
-    print(f"generated {log.height} events in {elapsed:.2f} s")
+def test_a_million_events_generate() -> None:
+    """ML-1M size (speed is measured by benchmarks/data_pipeline.py, not here)."""
+    log = SyntheticSource(num_users=6000, num_items=3500, mean_length=170.0).load()
     assert log.height > 900_000
-    assert elapsed < 10
+    assert log["user"].n_unique() == 6000
