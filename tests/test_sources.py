@@ -7,6 +7,7 @@ import errno
 import hashlib
 import http.server
 import os
+import shutil
 import socket
 import threading
 import zipfile
@@ -17,7 +18,7 @@ import polars as pl
 import pytest
 
 import seqrec.data.sources
-from seqrec.data.parsing import require_text_file
+from seqrec.data.parsing import content_digest, require_text_file
 from seqrec.data.sources import GROUPLENS_RELEASES, GroupLens, InteractionFile
 from seqrec.data.types import RAW_SCHEMA, DataError
 
@@ -215,19 +216,34 @@ def test_grouplens_skips_blank_lines_and_crlf(tmp_path):
     assert raw.equals(expected_frame([(1, 10, 5.0, 978300100), (2, 10, 1.0, 978000000)]))
 
 
-def test_grouplens_fingerprint_tracks_the_file(tmp_path):
+def test_grouplens_fingerprint_tracks_the_content(tmp_path):
     zip_path, extracted = write_release(tmp_path, "ml-1m")
     source = GroupLens("ml-1m", path=str(zip_path))
-    assert source.fingerprint() == GroupLens("ml-1m", path=str(zip_path)).fingerprint()
-    assert str(zip_path.absolute()) in source.fingerprint()
-    folder_print = GroupLens("ml-1m", path=str(extracted)).fingerprint()
-    assert str(extracted / "ml-1m" / "ratings.dat") in folder_print
     before = source.fingerprint()
-    os.utime(zip_path, ns=(0, 10**18))
-    assert source.fingerprint() != before
+    assert before == GroupLens("ml-1m", path=str(zip_path)).fingerprint()
+    assert str(zip_path) not in before and content_digest(zip_path) in before
+    ratings = extracted / "ml-1m" / "ratings.dat"
+    folder_print = GroupLens("ml-1m", path=str(extracted)).fingerprint()
+    assert content_digest(ratings) in folder_print
+    os.utime(zip_path, ns=(0, 10**18))  # a new modification time alone changes nothing
+    assert source.fingerprint() == before
+    moved = tmp_path / "elsewhere.zip"
+    shutil.copy(zip_path, moved)  # the same bytes elsewhere are the same data
+    assert GroupLens("ml-1m", path=str(moved)).fingerprint() == before
+    rewrite_keeping_size_and_mtime(ratings, ratings.read_bytes().replace(b"::5::", b"::4::", 1))
+    assert GroupLens("ml-1m", path=str(extracted)).fingerprint() != folder_print
     downloaded = GroupLens("ml-1m", cache_dir=str(tmp_path)).fingerprint()
-    assert "c4d9eecfca2ab87c1945afe126590906" in downloaded and "ml-1m.zip" in downloaded
+    assert "c4d9eecfca2ab87c1945afe126590906" in downloaded
     assert GroupLens("ml-100k").fingerprint() != downloaded
+
+
+def rewrite_keeping_size_and_mtime(path: Path, content: bytes) -> None:
+    """What `cp -p`, `rsync -a` or `tar x` do to a file: new bytes, the old size and modification time."""
+    stat = path.stat()
+    assert len(content) == stat.st_size
+    path.write_bytes(content)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
 
 
 def write_log(path: Path, text: str) -> str:
@@ -345,13 +361,21 @@ def test_interaction_file_argument_errors(tmp_path):
         InteractionFile(good, item_column="user")
 
 
-def test_interaction_file_fingerprint_includes_file_and_options(tmp_path):
+def test_interaction_file_fingerprint_includes_content_and_options(tmp_path):
     path = write_log(tmp_path / "log.csv", "user,item,timestamp\n1,2,3\n")
     base = InteractionFile(path).fingerprint()
-    assert str(Path(path).absolute()) in base and InteractionFile(path).fingerprint() == base
+    assert content_digest(Path(path)) in base and InteractionFile(path).fingerprint() == base
     assert InteractionFile(path, rating_column="r").fingerprint() != base
     write_log(tmp_path / "log.csv", "user,item,timestamp\n1,2,3\n4,5,6\n")
     assert InteractionFile(path).fingerprint() != base
+
+
+def test_interaction_file_fingerprint_sees_a_rewrite_with_the_same_size_and_mtime(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,timestamp\n1,2,3\n")
+    before = InteractionFile(str(path)).fingerprint()
+    rewrite_keeping_size_and_mtime(path, b"user,item,timestamp\n1,7,3\n")
+    assert InteractionFile(str(path)).fingerprint() != before
 
 
 @pytest.mark.parametrize(

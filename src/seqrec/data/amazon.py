@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from seqrec.data.parsing import existing_path, file_identity
+from seqrec.data.parsing import existing_path, file_content
 from seqrec.data.types import RAW_SCHEMA, DataError
 
 FIELDS = {"user": "reviewerID", "item": "asin", "rating": "overall", "timestamp": "unixReviewTime"}
@@ -58,7 +58,7 @@ class AmazonReviews:
         )
 
     def fingerprint(self) -> str:
-        return f"AmazonReviews {file_identity(self.path)}"
+        return f"AmazonReviews {file_content(self.path)}"
 
     def _first_bad_line(self) -> DataError | None:
         """The first line that is not a review with the four fields (blank lines are skipped), read with

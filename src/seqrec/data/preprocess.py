@@ -23,8 +23,9 @@ from seqrec.folders import describe_os_error, require_writable_folder
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
-"""Bump when the processing below changes, so old cache files are not reused."""
+CACHE_FORMAT = 3
+"""Bump when the processing below changes, so old cache files are not reused (3: keys by content, and
+sub-second timestamps)."""
 
 _ROW = "_row"  # file order of the raw events, the tie-breaker everywhere
 
@@ -232,9 +233,12 @@ def _check_arguments(
 def load_log(source: RawSource, *, cache_dir: str | None, **preprocess_kwargs) -> InteractionLog:
     """`preprocess(source.load(), **preprocess_kwargs)`, cached as one parquet file in `cache_dir`.
 
-    The cache key hashes `source.fingerprint()` and the preprocess arguments (defaults filled in). A
-    hit never calls `source.load()`. Unreadable cache files are ignored and rewritten; `cache_dir=None`
-    disables the cache. Dropped exact duplicate rows are reported in one warning line.
+    The cache key hashes `source.fingerprint()` (the raw data by content, so a file rewritten with the
+    same size and modification time misses) and the preprocess arguments (defaults filled in). A hit
+    never calls `source.load()`; a pinned dataset.checksum is part of the fingerprint, and an entry is
+    written only after `load()` verified it, so a hit stands for verified content. Unreadable cache files
+    are ignored and rewritten; `cache_dir=None` disables the cache. Dropped exact duplicate rows are
+    reported in one warning line.
     """
     try:
         arguments = inspect.signature(preprocess).bind(None, **preprocess_kwargs)
@@ -263,8 +267,9 @@ def _cached_log(source: RawSource, cache_dir: str | None, options: dict) -> Inte
         return preprocess(source.load(), **options)
     fix = "Set cache_dir=null to run without a cache, or cache_dir=DIR."
     folder = require_writable_folder(cache_dir, "the cache folder (cache_dir)", fix)
+    fingerprint = source.fingerprint()
     key_text = json.dumps(
-        {"format": CACHE_FORMAT, "source": source.fingerprint(), "preprocess": options}, sort_keys=True
+        {"format": CACHE_FORMAT, "source": fingerprint, "preprocess": options}, sort_keys=True
     )
     cache_path = folder / f"log-{hashlib.sha256(key_text.encode()).hexdigest()[:20]}.parquet"
     if cache_path.is_file():
@@ -273,6 +278,11 @@ def _cached_log(source: RawSource, cache_dir: str | None, options: dict) -> Inte
             log.info("using the cached processed log %s", cache_path)
             return cached
     interaction_log = preprocess(source.load(), **options)
+    if source.fingerprint() != fingerprint:  # the data would not be what the key (and the record) names
+        raise DataError(
+            "the raw data changed while seqrec read it (is it still being written or copied?); run again "
+            "once dataset.path is complete"
+        )
     try:
         _write_cache(cache_path, interaction_log, key_text)
     except OSError as error:  # e.g. a full disk: the log is in memory, so the run goes on without the cache

@@ -1,6 +1,7 @@
 """Raw interaction logs. Each source is a Hydra `_target_`: its constructor only checks its arguments,
-`load()` reads the log into RAW_SCHEMA columns in file order, and `fingerprint()` names the raw data and
-parsing options for the processed-log cache."""
+`load()` reads the log into RAW_SCHEMA columns in file order, and `fingerprint()` names the raw data (by
+content: a hash of the file's bytes, never its path or modification time) and the parsing options, for the
+processed-log cache and the run's record."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from seqrec.data.parsing import (
     Origin,
     existing_path,
     expand_path,
-    file_identity,
+    file_content,
     require_parquet_file,
     require_text_file,
     to_floats,
@@ -38,7 +39,7 @@ class RawSource(Protocol):
         ...
 
     def fingerprint(self) -> str:
-        """A stable string that changes whenever the raw data or the parsing options do."""
+        """A stable string that changes whenever the raw data's content or the parsing options do."""
         ...
 
 
@@ -131,10 +132,14 @@ class GroupLens:
         return read_grouplens_ratings(self._ratings_file(), self.ratings_format)
 
     def fingerprint(self) -> str:
+        """The release and its content: the checksum that every downloaded zip is verified against, else
+        a hash of the local file (downloading the zip first when it has no checksum)."""
+        if self.path is None and self.checksum is not None:
+            return f"GroupLens {self.name} checksum={self.checksum}"
         if self.path is None:
-            return f"GroupLens {self.name} url={self.url} checksum={self.checksum}"
+            return f"GroupLens {self.name} {file_content(self._ratings_file())} checksum=None"
         local = self._ratings_file() if self.path.is_dir() else self.path
-        return f"GroupLens {self.name} {file_identity(local)} checksum={self._local_checksum()}"
+        return f"GroupLens {self.name} {file_content(local)} checksum={self._local_checksum()}"
 
     def _local_checksum(self) -> str | None:
         """What the local file must match: `checksum` if given, else the published one for an official zip."""
@@ -296,7 +301,7 @@ class InteractionFile:
     def fingerprint(self) -> str:
         options = f"columns={self.columns} separator={self.separator!r} has_header={self.has_header}"
         options += f" id_type={self.id_type}"
-        return f"InteractionFile {file_identity(self.path)} {options} checksum={self.checksum}"
+        return f"InteractionFile {file_content(self.path)} {options} checksum={self.checksum}"
 
     def _description(self) -> str:
         ids = "integer ids" if self.id_type == "integer" else "ids"
