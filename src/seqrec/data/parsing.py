@@ -104,13 +104,16 @@ def to_floats(values: pl.Series, what: str, origin: Origin, rows: pl.Series | No
     return _cast_strict(values, pl.Float64, what, origin, rows)
 
 
-def to_unix_seconds(values: pl.Series, origin: Origin, rows: pl.Series | None = None) -> pl.Series:
-    """Timestamps [N] as Int64 unix seconds, from integers, datetimes, dates or datetime strings."""
+def to_timestamps(values: pl.Series, origin: Origin, rows: pl.Series | None = None) -> pl.Series:
+    """Timestamps [N] as Int64: integers as they are (unix seconds, or any unit that orders time), dates
+    and datetimes (or datetime strings) as unix time in the coarsest of seconds, milli-, micro- and
+    nanoseconds that keeps every value exact (seconds unless the data has fractions of a second), so
+    events within one second keep their order in time."""
     _reject_nulls(values, "timestamp", origin, rows)
     if values.dtype == pl.Date:
         values = values.cast(pl.Datetime("us"))
     if isinstance(values.dtype, pl.Datetime):
-        return values.dt.epoch("s").cast(pl.Int64)
+        return integer_time(values)
     if values.dtype != pl.String:
         return to_integers(values, "timestamp", origin, rows)
     values = values.str.strip_chars()
@@ -118,13 +121,32 @@ def to_unix_seconds(values: pl.Series, origin: Origin, rows: pl.Series | None = 
     if is_integer.all():
         return to_integers(values, "timestamp", origin, rows)
     try:
-        return values.str.to_datetime(strict=True).dt.epoch("s").cast(pl.Int64)
+        datetimes = values.str.to_datetime(strict=True, time_unit="us")
     except pl.exceptions.PolarsError:
         problem = (
             "is not an integer; timestamps must be all integers (unix seconds) or all datetimes of one format"
         )
         _raise_at_first(~is_integer, values, problem, origin, rows)
         raise
+    if values.str.contains(r"\.\d{7}").any():  # finer than microseconds; ns reach only 1677..2262
+        nanoseconds = values.str.to_datetime(strict=True, time_unit="ns")
+        if (nanoseconds.dt.epoch("us") == datetimes.dt.epoch("us")).all():
+            datetimes = nanoseconds
+    return integer_time(datetimes)
+
+
+_NANOSECONDS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def integer_time(datetimes: pl.Series) -> pl.Series:
+    """Datetimes [N] as Int64 unix time in the coarsest of s, ms, us and ns that represents them all."""
+    unit = datetimes.dtype.time_unit
+    ticks = datetimes.dt.epoch(unit).cast(pl.Int64)
+    for name, nanoseconds in _NANOSECONDS_PER.items():
+        ticks_per_step = nanoseconds // _NANOSECONDS_PER[unit]
+        if name == unit or (ticks % ticks_per_step == 0).all():
+            return ticks // ticks_per_step
+    raise AssertionError(f"unknown time unit {unit}")
 
 
 def _cast_strict(

@@ -22,7 +22,7 @@ from seqrec.data.parsing import (
     to_floats,
     to_integers,
     to_strings,
-    to_unix_seconds,
+    to_timestamps,
 )
 from seqrec.data.types import RAW_SCHEMA, DataError
 from seqrec.folders import describe_os_error, require_writable_folder
@@ -196,8 +196,9 @@ class InteractionFile:
     """Any interaction log in a parquet file (`.parquet`) or a delimited text file (any other suffix).
 
     Ids are integers, or with id_type="string" any text kept verbatim (e.g. "0000031852" stays as it
-    is); timestamps integers (unix seconds) or datetimes (converted to unix seconds, naive ones read as
-    UTC). Without a header (has_header=False) the columns are column_1, column_2, ...
+    is); timestamps integers (unix seconds) or datetimes (converted to unix time, naive ones read as
+    UTC, keeping any milli-, micro- or nanoseconds the file has: parsing.to_timestamps). Without a
+    header (has_header=False) the columns are column_1, column_2, ...
     separator: one character or a name in SEPARATOR_NAMES; None means a tab for `.tsv`, else a comma.
     checksum: "md5:<hex>" or "sha256:<hex>" of the file, verified before it is read (None: not checked).
     """
@@ -283,7 +284,7 @@ class InteractionFile:
             {
                 "user": self._ids(table[wanted["user"]], "user id", origin, rows),
                 "item": self._ids(table[wanted["item"]], "item id", origin, rows),
-                "timestamp": to_unix_seconds(table[wanted["timestamp"]], origin, rows),
+                "timestamp": to_timestamps(table[wanted["timestamp"]], origin, rows),
                 "rating": (
                     to_floats(table[wanted["rating"]], "rating", origin, rows)
                     if "rating" in wanted
