@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from seqrec.app import run
 from seqrec.config import quote_bare_characters
+from seqrec.overrides import one_line_override_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -16,4 +17,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv[1:] = quote_bare_characters(sys.argv[1:])  # `dataset.separator=';'` as a shell passes it
+    one_line_override_errors()  # `trainer.epoch=3` gets the one line `+trainer.epoch=3` gets
     main()

@@ -21,7 +21,7 @@ from seqrec.callbacks import RunChecks
 from seqrec.config import METRIC_NAMES, quote_bare_characters, unknown_keys
 from seqrec.data.synthetic import SyntheticSource
 from seqrec.errors import ConfigError, UserError
-from seqrec.intervals import wilson_interval
+from seqrec.intervals import metric_intervals
 from seqrec.metrics import RankingMetrics
 from seqrec.records import RunRecorder
 from seqrec.stats import CONF_DIR
@@ -173,23 +173,25 @@ def test_small_evaluation_sets_warn_and_every_run_has_sample_level_intervals(tmp
         f"only {stats['valid_samples']} validation samples",
         f"only {stats['test_samples']} test samples",
     ]
-    ranks = pl.read_parquet(tmp_path / "test_ranks.parquet")["rank"].to_numpy()
+    test_ranks = pl.read_parquet(tmp_path / "test_ranks.parquet")
+    ranks, users = test_ranks["rank"].to_numpy(), test_ranks["user"].to_numpy()
     ci = record["test_ci"]
     assert ci["level"] == 0.95 and ci["samples"] == len(ranks) == stats["test_samples"]
-    assert ci["intervals"]["hitrate@10"] == pytest.approx(
-        list(wilson_interval(int((ranks <= 10).sum()), len(ranks)))
-    )
+    assert ci["clustered_by"] == "user" and ci["users"] == len(set(users.tolist()))
+    for name, interval in metric_intervals(ranks, [5, 10, 20], users=users).items():
+        assert ci["intervals"][name] == pytest.approx(interval)
     assert set(ci["intervals"]) == {f"{m}@{k}" for m in ("dcg", "hitrate") for k in (5, 10, 20)}
     for name, (low, high) in ci["intervals"].items():
         assert low <= record["metrics"]["test"][name] <= high
     printed = capsys.readouterr().out
-    assert f"test 95% CI over {len(ranks)} test samples: dcg@5=[" in printed
+    assert f"test 95% CI over {len(ranks)} test samples of {ci['users']} users: dcg@5=[" in printed
     assert f"warning: only {stats['test_samples']} test samples (fewer than min_eval_samples=100)" in printed
     quiet = run_in_process(
         [*SMOKE, "split.valid_quantile=0.98", "split.test_quantile=0.995", "min_eval_samples=0"],
         tmp_path / "q",
     )
-    assert quiet["warnings"] == [] and quiet["test_ci"] == record["test_ci"]
+    assert quiet["test_ci"] == record["test_ci"]
+    assert all(w.startswith("one user holds") for w in quiet["warnings"])  # no small-set warning
 
 
 def test_a_log_with_every_row_twice_gives_the_clean_logs_results(tmp_path):
@@ -247,6 +249,7 @@ def write_log(path: Path, timestamps, separator: str = ",") -> Path:
     ("overrides", "message", "before_the_run_folder"),
     [
         (["+trainer.epoch=3"], "unknown config key trainer.epoch (did you mean trainer.epochs?)", True),
+        (["trainer.epoch=3"], "unknown config key trainer.epoch (did you mean trainer.epochs?)", True),
         (["dataset=file", "dataset.path={garbage}"], " is not a text file (binary data: a zero byte", False),
         (["dataset=file", "dataset.path={equal}"], "time split: all 750 events have the same", False),
         (["dataset=file", "dataset.path={equal}", "split=loo", "dataset.separator=;"], None, False),

@@ -21,13 +21,16 @@ from seqrec.data.preprocess import load_log
 from seqrec.data.splits import dataset_statistics
 from seqrec.data.types import InteractionLog, SplitData
 from seqrec.fingerprints import run_fingerprints
-from seqrec.intervals import LEVEL, metric_intervals
-from seqrec.losses.base import CatalogStats
+from seqrec.intervals import LEVEL, dominant_user_warnings, metric_intervals
+from seqrec.losses.base import CatalogStats, DataSizes
 from seqrec.preflight import (
     RunParts,
+    batch_positions,
     build_run_parts,
     check_evaluation_fits,
+    check_sampled_candidates,
     check_training_fits,
+    effective_objective_settings,
     small_evaluation_warnings,
 )
 from seqrec.records import RunRecorder
@@ -99,7 +102,10 @@ def run(cfg: DictConfig) -> dict:
             logger.finish(exit_code=130)
         raise
     except BaseException as error:
-        recorder.finish("failed", error=f"{type(error).__name__}: {error}")
+        try:
+            recorder.finish("failed", error=f"{type(error).__name__}: {error}")
+        except OSError as record_error:  # the run's own error is the one to report
+            log.error("could not record the failure in %s: %s", recorder.run_dir, record_error)
         if logger_started:
             logger.finish(exit_code=1)
         raise
@@ -130,20 +136,29 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     del log_data
     check_evaluation_fits(evaluation, split.num_items)
     check_training_fits(cfg.trainer.batch_size, len(split.train_start))
-    warnings = small_evaluation_warnings(stats, cfg.min_eval_samples)
+    max_seq_len = cfg.model.max_seq_len
+    sizes = DataSizes(split.num_items, batch_positions(split, max_seq_len, cfg.trainer.batch_size))
+    effective_settings, capped = effective_objective_settings(objective, sizes)
+    warnings = small_evaluation_warnings(stats, cfg.min_eval_samples) + capped
+    warnings += dominant_user_warnings(split.test.user.numpy(), min_samples=cfg.min_eval_samples)
     for warning in warnings:
         log.warning(warning)
     test_users, test_items = split.original_users(split.test.user), split.original_items(split.test.target)
     config = OmegaConf.to_container(cfg, resolve=True)
     fingerprints = run_fingerprints(config, source.fingerprint(), test_users, test_items)
-    recorder.update(dataset_stats=stats, warnings=warnings, fingerprints=fingerprints)
+    recorder.update(
+        dataset_stats=stats,
+        warnings=warnings,
+        fingerprints=fingerprints,
+        effective_settings=effective_settings,
+    )
     device = resolve_device(cfg.trainer.device)
     prepare_device(device)
-    max_seq_len = cfg.model.max_seq_len
 
+    item_seq = split.item_seq.to(device)
+    check_sampled_candidates(evaluation, split, item_seq)
     train = pack_train_sequences(split, max_seq_len).to(device)
     catalog = CatalogStats(split.num_items, train_item_counts(train, split.num_items))
-    item_seq = split.item_seq.to(device)
     seed_everything(cfg.seed)
     model = instantiate(cfg.model, num_items=split.num_items).to(device)
     objective = objective.to(device)
@@ -179,8 +194,15 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     test_seconds = time.perf_counter() - test_started
     recorder.write_test_ranks(test_users, test_items, test.ranks)
     metrics = {"best_valid": result.best_metrics, "test": test.metrics}
-    intervals = metric_intervals(test.ranks.numpy(), evaluation.ks)
-    test_ci = {"level": LEVEL, "samples": len(test.ranks), "intervals": intervals}
+    test_user_ids = split.test.user.numpy()
+    intervals = metric_intervals(test.ranks.numpy(), evaluation.ks, users=test_user_ids)
+    test_ci = {
+        "level": LEVEL,
+        "samples": len(test.ranks),
+        "users": len(np.unique(test_user_ids)),
+        "clustered_by": "user",
+        "intervals": intervals,
+    }
     if hasattr(source, "oracle_scores"):
         metrics["oracle_test"] = _oracle_metrics(source, split, evaluation, item_seq, max_seq_len)
 
@@ -242,6 +264,7 @@ def format_metrics(name: str, metrics: dict, test_ci: dict | None = None, warnin
     lines = [f"{name}: test metrics (best validation step)", f"  test {row}"]
     if test_ci is not None:
         row = "  ".join(f"{k}=[{low:.4f}, {high:.4f}]" for k, (low, high) in test_ci["intervals"].items())
-        lines.append(f"  test {test_ci['level']:.0%} CI over {test_ci['samples']} test samples: {row}")
+        users = f" of {test_ci['users']} users" if "users" in test_ci else ""
+        lines.append(f"  test {test_ci['level']:.0%} CI over {test_ci['samples']} test samples{users}: {row}")
     lines += [f"  warning: {warning}" for warning in warnings]
     return "\n".join(lines)

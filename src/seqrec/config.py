@@ -133,15 +133,15 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
 
 
 def _unknown(keys: list[str], valid: set[str], prefix: str) -> list[str]:
-    problems = []
-    for key in keys:
-        if key in valid:
-            continue
-        close = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.5)
-        listed = sorted(v for v in valid if not v.startswith("_"))  # not Hydra's own _target_ etc.
-        hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(listed)}"
-        problems.append(f"unknown config key {prefix}{key} ({hint}); fix or remove it")
-    return problems
+    return [unknown_key_message(key, valid, prefix) for key in keys if key not in valid]
+
+
+def unknown_key_message(key: str, valid: set[str], prefix: str) -> str:
+    """'unknown config key PREFIXKEY (did you mean ...?); fix or remove it' (or the valid keys)."""
+    close = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.5)
+    listed = sorted(v for v in valid if not v.startswith("_"))  # not Hydra's own _target_ etc.
+    hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(listed)}"
+    return f"unknown config key {prefix}{key} ({hint}); fix or remove it"
 
 
 def _unknown_target_keys(node: DictConfig, prefix: str) -> list[str]:
@@ -223,6 +223,8 @@ def _value_problems(cfg: DictConfig) -> list[str]:
     if preprocess.kcore_order not in KCORE_ORDERS:
         order = preprocess.kcore_order
         problems.append(f"preprocess.kcore_order must be one of {KCORE_ORDERS}, got {order!r}")
+    if not 0 <= cfg.seed < 2**32:  # numpy's global seed takes no other value
+        problems.append(f"seed must be an integer in [0, 2**32 - 1], got {cfg.seed}")
     if cfg.min_eval_samples < 0:
         problems.append(f"min_eval_samples must be >= 0 (0 never warns), got {cfg.min_eval_samples}")
     return problems

@@ -19,6 +19,7 @@ import torch
 
 from seqrec.data.batches import gather_windows
 from seqrec.data.types import DataError, EvalSamples
+from seqrec.errors import ConfigError
 from seqrec.metrics import RankingMetrics, check_ks, top_k_items
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -163,10 +164,11 @@ class SampledCandidates:
             keys = keys.to(item_seq.device).masked_fill(excluded, float("inf"))
             chosen_keys, chosen = keys.topk(self.num_negatives, dim=1, largest=False)
             if torch.isinf(chosen_keys).any():
-                shortest = int((~excluded).sum(1).min())
-                raise ValueError(
-                    f"evaluation.num_negatives={self.num_negatives} exceeds the {shortest} items that some "
-                    "user has not interacted with; lower evaluation.num_negatives"
+                fewest = int((~excluded).sum(1).min())
+                raise ConfigError(
+                    f"evaluation.num_negatives={self.num_negatives} exceeds the {fewest} items that some "
+                    f"evaluated user has not interacted with; lower evaluation.num_negatives to at most "
+                    f"{fewest} or use evaluation=full"
                 )
             chunks.append(chosen)
         return torch.cat(chunks)
@@ -175,7 +177,7 @@ class SampledCandidates:
         """[C, num_negatives] independent uniform draws among each row's allowed items; excluded: [C, I]."""
         allowed = (~excluded).to(torch.float64).cpu()
         if (allowed.sum(1) == 0).any():
-            raise ValueError("evaluation.exclude leaves some user no item to draw a negative from")
+            raise ConfigError("evaluation.exclude leaves some user no item to draw a negative from")
         draws = torch.multinomial(allowed, self.num_negatives, replacement=True, generator=generator)
         return draws.to(excluded.device)
 

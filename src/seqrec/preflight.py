@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from seqrec.config import check_config
+from seqrec.data.types import SplitData
 from seqrec.errors import ConfigError, UserError, one_line
 from seqrec.folders import require_writable_folder
+from seqrec.losses.base import DataSizes
 from seqrec.records import RUN_FILE, check_new_run_dir
 
 SWEEP_FILE = "multirun.yaml"  # what Hydra writes at the root of a sweep folder
@@ -120,3 +123,36 @@ def small_evaluation_warnings(stats: dict, min_eval_samples: int) -> list[str]:
                 "more events (e.g. a lower split.valid_quantile / split.test_quantile, or split=loo)"
             )
     return warnings
+
+
+def check_sampled_candidates(evaluation: Any, split: SplitData, item_seq: torch.Tensor) -> None:
+    """Sampled evaluation: draw (and cache) every validation and test sample's candidates now, so that a
+    user with fewer unseen items than evaluation.num_negatives fails before training, not at the first
+    validation. The protocol caches the draws by item_seq, the tensor evaluation will use."""
+    if hasattr(evaluation, "candidates"):
+        for samples in (split.valid, split.test):
+            evaluation.candidates(samples, item_seq, split.num_items)
+
+
+def batch_positions(split: SplitData, max_seq_len: int, batch_size: int) -> tuple[int, int]:
+    """(fewest, most) supervised positions one training batch of `batch_size` sequences can hold: each
+    sequence gives min(events - 1, max_seq_len) positions."""
+    positions = torch.clamp(split.train_end - split.train_start - 1, max=max_seq_len).sort().values
+    return int(positions[:batch_size].sum()), int(positions[-batch_size:].sum())
+
+
+def effective_objective_settings(objective: Any, sizes: DataSizes) -> tuple[dict, list[str]]:
+    """The loss settings the data caps ({"loss.key": [fewest, most]}, for run.json) and one warning each;
+    raises ConfigError (from the objective) for a value the data makes meaningless."""
+    effective = objective.effective_settings(sizes) if hasattr(objective, "effective_settings") else {}
+    warnings = []
+    for key, (fewest, most) in effective.items():
+        requested = getattr(objective, key)
+        every = "every" if requested >= sizes.batch_positions[1] else "some"
+        used = f"{fewest}" if fewest == most else f"{fewest} to {most}"
+        warnings.append(
+            f"loss.{key}={requested} exceeds the in-batch pool of {every} training batch "
+            f"({sizes.batch_positions[0]} to {sizes.batch_positions[1]} positions): batches use {used} "
+            "(run.json: effective_settings); lower it, or raise trainer.batch_size"
+        )
+    return {f"loss.{key}": value for key, value in effective.items()}, warnings

@@ -38,8 +38,11 @@ class RunDirectoryInUse(UserError, RuntimeError):
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -165,7 +168,12 @@ class RunRecorder:
             finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             wall_seconds=round(time.time() - self.started, 3),
         )
-        self._write()
+        try:
+            self._write()
+        except OSError:
+            # A full disk has no room for the temporary copy; rewriting run.json in place reuses its
+            # own blocks, so the record does not stay "running" (not atomic, but it is the last write).
+            (self.run_dir / RUN_FILE).write_text(json.dumps(self.record, indent=2, default=_jsonable))
 
     def _write(self) -> None:
         write_json_atomic(self.run_dir / RUN_FILE, self.record)

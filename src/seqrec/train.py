@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import math
 import platform
 import time
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 
 from seqrec.data.batches import TrainBatch, TrainBatches, TrainTensors
 from seqrec.errors import UserError
+from seqrec.folders import describe_os_error
 from seqrec.losses.base import CatalogStats, Objective, ObjectiveInput
 from seqrec.model import SasRecBackbone
 from seqrec.records import RunRecorder
@@ -26,6 +28,10 @@ LOG_EVERY_STEPS = 10
 
 class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or infinite (the message says which settings to change)."""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """The best weights could not be written (e.g. a full disk)."""
 
 
 @dataclass
@@ -281,9 +287,25 @@ def make_optimizer(
 
 
 def save_checkpoint(model: torch.nn.Module, path) -> None:
+    """The model's weights into `path`, through a temporary file that a failed write removes. Writing
+    through a Python file makes a full disk an OSError with its errno (torch's own writer says only
+    "unexpected pos"), reported in one line."""
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as file:
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, file)
+        tmp.replace(path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        fix = "free space there, or set hydra.run.dir=DIR (hydra.sweep.dir=DIR with -m) on a disk with room"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            message = f"no space left on device while saving the best weights to {path}: {fix}"
+        else:
+            message = f"could not save the best weights to {path}: {describe_os_error(error)}; {fix}"
+        raise CheckpointError(message) from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(model: torch.nn.Module, path) -> None:

@@ -60,6 +60,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from seqrec.intervals import clustered_variance_of_mean
+
 ALPHA = 0.05
 POWER = 0.8
 MIN_SEEDS_FOR_VERDICT = 3
@@ -176,17 +178,7 @@ def seed_sample_test(
     sample_means = differences.mean(axis=-2)  # [..., N]
     difference = seed_means.mean(axis=-1)
     seed_variance = seed_means.var(axis=-1, ddof=1) if n_seeds > 1 else np.zeros_like(difference)
-    centred = sample_means - difference[..., None]
-    if groups is None:
-        group_sums, n_groups = centred, n_samples
-    else:
-        order = np.argsort(groups, kind="stable")
-        sorted_groups = np.asarray(groups)[order]
-        starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
-        group_sums, n_groups = np.add.reduceat(centred[..., order], starts, axis=-1), starts.size
-    sample_variance = np.zeros_like(difference)
-    if n_groups > 1:
-        sample_variance = n_groups / (n_groups - 1) * (group_sums**2).sum(axis=-1) / n_samples**2
+    sample_variance, n_groups = clustered_variance_of_mean(sample_means, groups)
     if n_groups > 1 and n_seeds > 1:
         # V_sample also holds the seed-by-sample remainder s_e^2 / (n N), already in the seed part.
         residuals = (

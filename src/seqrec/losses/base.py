@@ -56,6 +56,18 @@ class ObjectiveInput:
     history_end: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class DataSizes:
+    """Sizes known once the data is loaded, before training, that an objective's settings may exceed.
+
+    num_items: catalog size I.
+    batch_positions: (fewest, most) supervised positions one training batch can hold: the in-batch pool.
+    """
+
+    num_items: int
+    batch_positions: tuple[int, int]
+
+
 class Objective(nn.Module, abc.ABC):
     """Base class of objective heads.
 
@@ -69,8 +81,23 @@ class Objective(nn.Module, abc.ABC):
     def forward(self, batch: ObjectiveInput) -> torch.Tensor:
         """Scalar loss for the batch."""
 
+    def effective_settings(self, sizes: DataSizes) -> dict[str, list[int]]:
+        """Settings that the data caps, checked before training: {key: [fewest, most]} values batches
+        actually use (recorded in run.json, with a warning); raises ConfigError for a value the data makes
+        meaningless. Default: nothing is capped."""
+        return {}
+
 
 def require(condition: bool, message: str) -> None:
     """Raise ValueError(message) unless condition holds; for hyperparameter checks in `__init__`."""
     if not condition:
         raise ValueError(message)
+
+
+def pool_cap(key: str, requested: int, pool: tuple[int, int]) -> dict[str, list[int]]:
+    """{key: [fewest, most]} draws per batch when `requested` draws without replacement exceed the
+    smallest in-batch pool (pool = (fewest, most) entries); {} when every batch draws `requested`."""
+    fewest, most = pool
+    if requested <= fewest:
+        return {}
+    return {key: [fewest, min(requested, most)]}

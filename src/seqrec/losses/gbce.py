@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seqrec.errors import ConfigError
 from seqrec.losses import sampling
-from seqrec.losses.base import Objective, ObjectiveInput, require
+from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, require
 
 
 class GBCE(Objective):
@@ -23,6 +24,18 @@ class GBCE(Objective):
         require(0.0 <= t <= 1.0, f"loss.t must be in [0, 1], got {t}")
         self.num_negatives = num_negatives
         self.t = t
+
+    def effective_settings(self, sizes: DataSizes) -> dict[str, list[int]]:
+        """More negatives than other items make alpha > 1 and (unless t = 0) beta > 1: not gSASRec's
+        calibration, and the draws have replacement, so nothing caps them to a value that is: refused."""
+        if self.num_negatives > sizes.num_items - 1 and self.beta(sizes.num_items) > 1:
+            raise ConfigError(
+                f"loss.num_negatives={self.num_negatives} exceeds the {sizes.num_items - 1} other items of "
+                f"the {sizes.num_items}-item catalog: gSASRec's sampling rate alpha = k / (I - 1) would be "
+                f"above 1 (beta = {self.beta(sizes.num_items):.3g} > 1); set loss.num_negatives <= "
+                f"{sizes.num_items - 1}"
+            )
+        return {}
 
     def beta(self, num_items: int) -> float:
         """The power applied to the positive's sigmoid for a catalog of num_items items."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from seqrec.losses import sampling
-from seqrec.losses.base import Objective, ObjectiveInput, require
+from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap, require
 
 
 class InBatch(Objective):
@@ -28,6 +28,9 @@ class InBatch(Objective):
         self.num_negatives = num_negatives
         self.remove_accidental_hits = remove_accidental_hits
         self.temperature = temperature
+
+    def effective_settings(self, sizes: DataSizes) -> dict[str, list[int]]:
+        return pool_cap("num_negatives", self.num_negatives, sizes.batch_positions)
 
     def negative_correction(self, negatives: torch.Tensor, batch: ObjectiveInput) -> torch.Tensor | float:
         """Added to each negative's logit after the temperature: [K] or a scalar; 0 for plain in-batch."""

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from seqrec.losses import sampling
-from seqrec.losses.base import Objective, ObjectiveInput, require
+from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap, require
 
 
 class InBatchSymmetric(Objective):
@@ -20,6 +20,10 @@ class InBatchSymmetric(Objective):
         require(temperature > 0, f"loss.temperature must be > 0, got {temperature}")
         self.num_negatives = num_negatives
         self.temperature = temperature
+
+    def effective_settings(self, sizes: DataSizes) -> dict[str, list[int]]:
+        fewest, most = sizes.batch_positions  # a position's negatives: the other chosen positions
+        return pool_cap("num_negatives", self.num_negatives, (fewest - 1, most - 1))
 
     def forward(self, batch: ObjectiveInput) -> torch.Tensor:
         chosen = sampling.pool_indices(len(batch.positives), self.num_negatives + 1, batch.queries.device)

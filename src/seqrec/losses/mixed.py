@@ -7,7 +7,7 @@ import math
 import torch
 
 from seqrec.losses import sampling
-from seqrec.losses.base import Objective, ObjectiveInput, require
+from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap, require
 from seqrec.losses.logq import PRIOR_EPSILON
 
 
@@ -36,6 +36,9 @@ class Mixed(Objective):
         self.num_uniform = num_uniform
         self.remove_accidental_hits = remove_accidental_hits
         self.temperature = temperature
+
+    def effective_settings(self, sizes: DataSizes) -> dict[str, list[int]]:
+        return pool_cap("num_in_batch", self.num_in_batch, sizes.batch_positions)
 
     def forward(self, batch: ObjectiveInput) -> torch.Tensor:
         device, num_items = batch.queries.device, batch.catalog.num_items
