@@ -288,24 +288,34 @@ def make_optimizer(
 
 def save_checkpoint(model: torch.nn.Module, path) -> None:
     """The model's weights into `path`, through a temporary file that a failed write removes. Writing
-    through a Python file makes a full disk an OSError with its errno (torch's own writer says only
-    "unexpected pos"), reported in one line."""
+    through a Python file keeps the OSError of a full disk (torch's own file writer says only "unexpected
+    pos"), reported in one line."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as file:
             torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, file)
         tmp.replace(path)
-    except OSError as error:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        os_error = _os_error_in(error)
+        if os_error is None:
+            raise
         fix = "free space there, or set hydra.run.dir=DIR (hydra.sweep.dir=DIR with -m) on a disk with room"
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        if os_error.errno in (errno.ENOSPC, errno.EDQUOT):
             message = f"no space left on device while saving the best weights to {path}: {fix}"
         else:
-            message = f"could not save the best weights to {path}: {describe_os_error(error)}; {fix}"
+            message = f"could not save the best weights to {path}: {describe_os_error(os_error)}; {fix}"
         raise CheckpointError(message) from error
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+
+def _os_error_in(error: BaseException | None) -> OSError | None:
+    """The OSError among `error` and the exceptions it was raised from or during: torch's writer turns a
+    failed write into a RuntimeError ("unexpected pos") raised while handling the OSError."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def load_checkpoint(model: torch.nn.Module, path) -> None:
