@@ -16,7 +16,10 @@ variance of a mean is the user-clustered one that the comparison uses too
 (clustered_variance_of_mean), never below the variance that treats samples as independent. The t
 interval then has G - 1 df over G users, and the Wilson intervals use the effective number of samples
 N / design effect (the clustered over the independent variance; 1 where the values do not vary).
-tests/test_intervals.py shows the clustered interval calibrated where the sample-level one is not.
+tests/test_intervals.py shows the clustered interval calibrated where the sample-level one is not. It
+needs many users of comparable weight: where one user holds much of the set, that user's deviation
+from the mean is small by construction and no interval describes other users; seqrec warns when one
+user holds more than DOMINANT_USER_SHARE of the test samples.
 """
 
 from __future__ import annotations
@@ -135,6 +138,6 @@ def dominant_user_warnings(
         return []
     return [
         f"one user holds {largest} of the {len(users)} test samples ({largest / len(users):.0%}): the test "
-        "metrics lean on that user, and their intervals (test_ci) count users, not samples, as independent; "
-        "split=loo tests one sample per user"
+        "metrics lean on that user, and their intervals (test_ci, clustered by user) assume many users of "
+        "comparable weight, so they are too narrow; split=loo tests one sample per user"
     ]
