@@ -23,7 +23,6 @@ from compare_records import (
     write_sweep_with_seed_differences,
 )
 from seqrec import compare
-from seqrec.data.types import DataError
 
 METRICS = compare.PROTOCOL_METRICS
 
@@ -97,7 +96,7 @@ def test_run_record_fields_and_loaders(tmp_path: Path):
     assert with_ranks.seconds_to_best() == 1.5
     assert not without_ranks.has_ranks and without_ranks.history().height == 0
     assert without_ranks.seconds_to_best() is None
-    with pytest.raises(DataError, match="test_ranks.parquet"):
+    with pytest.raises(compare.RecordError, match="test_ranks.parquet"):
         without_ranks.ranks()
 
 
@@ -274,7 +273,7 @@ def test_results_table_rejects_two_runs_for_one_objective_and_seed(tmp_path: Pat
 def test_results_table_names_the_run_missing_a_metric(tmp_path: Path):
     write_run(tmp_path / "full", "bce", 0)
     write_run(tmp_path / "partial", "bce", 1, test={"dcg@10": 0.1})
-    with pytest.raises(DataError, match="partial.*coverage@5"):
+    with pytest.raises(compare.RecordError, match="partial.*coverage@5"):
         compare.results_table(compare.load_runs(tmp_path))
     assert compare.results_table(compare.load_runs(tmp_path), metrics=["dcg@10"])["n_seeds"][0] == 2
 
@@ -633,3 +632,16 @@ def test_samples_of_one_seed_pairs_are_counted(tmp_path: Path):
     assert row["n_seeds"] == 1 and row["ci_low"] is None and row["p_value"] is None
     assert row["verdict"].endswith("seed variance unknown from 1 seed: run at least 3")
     assert users.size == row["n_samples"] and items.size == N_SAMPLES
+
+
+def test_importing_seqrec_compare_loads_neither_torch_nor_hydra():
+    """Reading run records needs no deep-learning stack: `python -m seqrec.compare` starts fast anywhere."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, seqrec.compare; print([m for m in ('torch', 'hydra', 'omegaconf') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             objectives=args.objectives,
             allow_mixed=args.allow_mixed,
         )
-    except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError
+    except (FileNotFoundError, ValueError) as error:  # RecordError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 1
     page = "\n\n".join(

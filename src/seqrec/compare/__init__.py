@@ -16,6 +16,7 @@ Modules, each readable on its own:
 """
 
 from seqrec.compare.cli import Comparison, ceiling, compare, format_report, main, report_json
+from seqrec.compare.errors import RecordError
 from seqrec.compare.plots import (
     plot_quality_coverage,
     plot_time_to_quality,
@@ -64,6 +65,7 @@ __all__ = [
     "METHODS",
     "MixedProtocols",
     "ProtocolGroup",
+    "RecordError",
     "fingerprints_of",
     "group_runs",
     "protocol_groups",

@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shown = comparison.table["objective"].to_list()
                 table = results_table(comparison.runs, (f"dcg@{k}", f"coverage@{k}"), objectives=shown)
             comparison.figures = save_figures(comparison.runs, table, folder, metric=args.metric, k=k)
-    except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError
+    except (FileNotFoundError, ValueError) as error:  # RecordError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.style == "json":

@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
+from seqrec.compare.errors import RecordError
 from seqrec.compare.record_checks import ranks_mismatch, ranks_test_set
-from seqrec.data.types import DataError
 from seqrec.fingerprints import PROTOCOL_KEYS, PROTOCOL_SECTIONS
 from seqrec.run_status import effective_status
 
@@ -73,7 +73,7 @@ class RunRecord:
     def ranks(self) -> pl.DataFrame:
         """Test ranks: user, item (original ids) and 1-based rank of the target, [S] Int64 each."""
         if self.ranks_loader is None:
-            raise DataError(f"{self.location} has no test ranks ({RANKS_FILE}); paired tests need them.")
+            raise RecordError(f"{self.location} has no test ranks ({RANKS_FILE}); paired tests need them.")
         return self.ranks_loader()
 
     def seconds_to_best(self) -> float | None:
@@ -135,7 +135,7 @@ def _read_history_file(path: Path) -> pl.DataFrame:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise DataError(
+            raise RecordError(
                 f"{path}:{line_number} is not valid JSON ({error}); fix or delete that line."
             ) from None
     return history_frame(rows)
@@ -146,11 +146,11 @@ def _read_ranks_file(path: Path) -> pl.DataFrame:
         with open(path, "rb") as handle:
             ranks = pl.read_parquet(handle, columns=["user", "item", "rank"])
     except (OSError, pl.exceptions.PolarsError) as error:
-        raise DataError(
+        raise RecordError(
             f"{path} is not a readable ranks file with user, item, rank columns ({error})"
         ) from None
     if ranks["rank"].null_count() or (ranks.height and ranks["rank"].min() < 1):
-        raise DataError(f"{path}: rank must be a 1-based integer for every row; the file is damaged.")
+        raise RecordError(f"{path}: rank must be a 1-based integer for every row; the file is damaged.")
     return ranks.with_columns(pl.col("rank").cast(pl.Int64))  # ids stay as written: integers or strings
 
 
@@ -202,7 +202,7 @@ def _ranks_problem(path: Path, recorded: dict, fingerprints: dict) -> str | None
     ranks where run.json has none (records older than fingerprints)."""
     try:
         ranks = _read_ranks_file(path)
-    except DataError as error:
+    except RecordError as error:
         return str(error)
     mismatch = ranks_mismatch(ranks, recorded)
     if mismatch:

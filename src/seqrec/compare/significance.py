@@ -15,10 +15,10 @@ import numpy as np
 import polars as pl
 
 from seqrec.compare import statistics
+from seqrec.compare.errors import RecordError
 from seqrec.compare.protocols import check_one_group
 from seqrec.compare.runs import RANKS_FILE, RunRecord
 from seqrec.compare.table import check_one_run_per_seed, table_style
-from seqrec.data.types import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _aligned_ranks(reference: pl.DataFrame, ranks: pl.DataFrame, location: str) 
         .sort("position")
     )
     if ranks.height != reference.height or joined["rank"].null_count():
-        raise DataError(
+        raise RecordError(
             f"test samples of {location} differ from the baseline's ({ranks.height} vs {reference.height} "
             "rows, or other (user, item) pairs): paired tests need runs on the same data and split."
         )
@@ -109,7 +109,7 @@ def _per_sample_values(
 def _recorded(run: RunRecord, split: str, metric: str) -> float:
     value = run.metrics.get(split, {}).get(metric)
     if value is None:
-        raise DataError(
+        raise RecordError(
             f"{run.location} has no {split} metric {metric!r}; it has {sorted(run.metrics[split])}"
         )
     return float(value)

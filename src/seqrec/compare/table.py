@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from seqrec.compare.errors import RecordError
 from seqrec.compare.protocols import check_one_group
 from seqrec.compare.runs import PROTOCOL_OVERRIDES, RunRecord
-from seqrec.data.types import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def results_table(
         split_metrics = run.metrics.get(split, {})
         missing = [metric for metric in metrics if split_metrics.get(metric) is None]
         if missing:
-            raise DataError(
+            raise RecordError(
                 f"{run.location} has no {split} metrics {missing}; it has {sorted(split_metrics)} "
                 f"(splits: {sorted(run.metrics)}). Pass metrics=... or split=... that every run has."
             )

@@ -12,8 +12,8 @@ from typing import Any
 
 import polars as pl
 
+from seqrec.compare.errors import RecordError
 from seqrec.compare.runs import RunRecord, RunScan, SkippedRun, history_frame, label_variants
-from seqrec.data.types import DataError
 from seqrec.loggers import has_wandb_credentials
 
 logger = logging.getLogger(__name__)
@@ -53,9 +53,9 @@ def _wandb_history(run: Any) -> pl.DataFrame:
 
 
 def wandb_api() -> Any:
-    """wandb.Api(), or a one-line DataError when there are no credentials (wandb would prompt or fail)."""
+    """wandb.Api(), or a one-line RecordError when there are no credentials (wandb would prompt or fail)."""
     if not has_wandb_credentials():
-        raise DataError(
+        raise RecordError(
             "--wandb needs W&B credentials and none were found (WANDB_API_KEY, ~/.netrc): run `wandb login` "
             "or export WANDB_API_KEY; runs logged offline are in their run folders: compare those instead."
         )
@@ -64,7 +64,7 @@ def wandb_api() -> Any:
     try:
         return wandb.Api()
     except Exception as error:  # wandb raises its own error types and network errors alike
-        raise DataError(f"could not connect to W&B ({type(error).__name__}: {error})") from None
+        raise RecordError(f"could not connect to W&B ({type(error).__name__}: {error})") from None
 
 
 def scan_wandb_runs(project: str, group: str | None = None, api: Any = None) -> RunScan:
@@ -79,7 +79,7 @@ def scan_wandb_runs(project: str, group: str | None = None, api: Any = None) -> 
     try:
         listed = list(api.runs(path=project, filters=filters))
     except Exception as error:  # unknown project, no network, revoked key: one line, not a traceback
-        raise DataError(f"could not list the runs of W&B project {project!r} ({error})") from None
+        raise RecordError(f"could not list the runs of W&B project {project!r} ({error})") from None
     for wandb_run in listed:
         location = f"wandb:{project}/{wandb_run.id}"
         if wandb_run.state != "finished":
