@@ -85,7 +85,7 @@ for note in comparison.notes:
 # Student t interval with n-1 degrees of freedom; best mean per column in bold, second underlined.
 
 # %%
-display(Markdown(compare.format_table(table)))
+display(Markdown(compare.format_table(table, row_groups=comparison.row_groups())))
 for group, ceiling in comparison.ceilings:  # one per protocol and test set: a ceiling only for its own rows
     rows = ", ".join(dict.fromkeys(run.objective for run in group.runs))
     text = f"{METRIC} {ceiling[METRIC]:.4f}"

@@ -128,6 +128,12 @@ def test_allow_mixed_labels_every_row_and_draws_no_verdict_across(tmp_path: Path
     else:
         for label in (f"bce @ {full}", f"softmax @ {sampled}"):
             assert label in out
+        best = "**" if style == "markdown" else " *"
+        rows = [line for line in out.splitlines() if line.lstrip("| ").startswith(("bce @", "softmax @"))]
+        assert any(best in row for row in rows if full in row) and any(
+            best in row for row in rows if sampled in row
+        )
+        assert "Marked within each protocol and test set only." in out
         verdicts = [line for line in out.splitlines() if line.startswith("- softmax")]
         assert verdicts and all(sampled not in line for line in verdicts)
         assert "Mixed protocols or test sets (2 groups, --allow-mixed)" in out

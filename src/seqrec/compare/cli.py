@@ -77,6 +77,13 @@ class Comparison:
     def mixed(self) -> bool:
         return len(self.groups) > 1
 
+    def row_groups(self) -> list[str] | None:
+        """The protocol group label of each table row (for `format_table`); None when there is one group."""
+        if not self.mixed:
+            return None
+        group_of = {run.objective: group.label for group in self.groups for run in group.runs}
+        return [group_of[name] for name in self.table["objective"]]
+
 
 def _group_ceiling(group: ProtocolGroup) -> dict[str, float] | None:
     return next(
@@ -235,7 +242,7 @@ def format_report(comparison: Comparison, style: str = "plain", command: str | N
     metrics = [c for c in comparison.table.columns if f"{c}_ci" in comparison.table.columns]
     parts = [
         f"{heading}Metrics on {comparison.split}: mean ± 95% CI over seeds (Student t, n-1 df)",
-        format_table(comparison.table, style=style),
+        format_table(comparison.table, style=style, row_groups=comparison.row_groups()),
     ]
     parts += [_wrapped(text, style) for text in _ceiling_texts(comparison, metrics, style)]
     if comparison.groups:

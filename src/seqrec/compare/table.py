@@ -222,11 +222,17 @@ def _rank_marks(means: np.ndarray) -> np.ndarray:
 
 
 def format_table(
-    table: pl.DataFrame, style: str = "markdown", digits: int = 4, metrics: Sequence[str] | None = None
+    table: pl.DataFrame,
+    style: str = "markdown",
+    digits: int = 4,
+    metrics: Sequence[str] | None = None,
+    row_groups: Sequence[str] | None = None,
 ) -> str:
     """Cells "mean ± CI" (just the mean for a single seed, said once below the table); the best mean of each
     column in bold, the second underlined (markdown), or marked * and + (plain). Every metric counts as
-    higher-is-better. `metrics` picks and orders the columns (default: all of the table's)."""
+    higher-is-better. `metrics` picks and orders the columns (default: all of the table's). `row_groups`
+    (one protocol label per row, a mixed comparison) marks the best within each group only: rows of other
+    protocols or test sets are not ranked against each other."""
     drawing = table_style(style)
     shown = list(metrics) if metrics is not None else table_metrics(table)
     absent = [metric for metric in shown if metric not in table_metrics(table)]
@@ -235,7 +241,10 @@ def format_table(
     cells = []
     for metric in shown:
         means = table[metric].to_numpy()
-        marks = _rank_marks(means)
+        marks = np.full(means.shape, 2)
+        groups = np.asarray(row_groups if row_groups is not None else [""] * len(means))
+        for group in dict.fromkeys(groups.tolist()):
+            marks[groups == group] = _rank_marks(means[groups == group])
         column = []
         for mean, ci, mark in zip(means, table[f"{metric}_ci"].to_list(), marks, strict=True):
             cell = f"{mean:.{digits}f}" + ("" if ci is None else f" ± {ci:.{digits}f}")
@@ -250,6 +259,8 @@ def format_table(
         )
     ]
     notes = [drawing.legend]
+    if row_groups is not None and len(set(row_groups)) > 1:
+        notes.append("Marked within each protocol and test set only.")
     if (table["n_seeds"] == 1).any():
         notes.append("Rows with 1 seed show the mean only (no interval).")
     notes.append("s to best: wall-clock training seconds to the best validation step, validations included.")
