@@ -463,3 +463,22 @@ def test_committed_result_pages_regenerate_from_their_runs(page: str, folders: i
     assert report.main(arguments) == 0
     regenerated = (tmp_path / "page.md").read_text()
     assert regenerated.splitlines()[3:] == committed.splitlines()[3:]
+
+
+def test_the_data_entry_names_the_file_content_not_its_place(tmp_path: Path):
+    from seqrec.data.sources import InteractionFile
+    from seqrec.fingerprints import data_identity
+
+    original = tmp_path / "a" / "log.csv"
+    original.parent.mkdir()
+    original.write_text("user,item,timestamp\n1,2,3\n1,3,4\n")
+    copy = tmp_path / "elsewhere" / "log.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(original.read_bytes())  # a new path and modification time, the same bytes
+    assert data_identity(InteractionFile(str(copy)).fingerprint()) == data_identity(
+        InteractionFile(str(original)).fingerprint()
+    )
+    copy.write_text("user,item,timestamp\n1,2,3\n1,4,4\n")  # same size, other content
+    assert data_identity(InteractionFile(str(copy)).fingerprint()) != data_identity(
+        InteractionFile(str(original)).fingerprint()
+    )

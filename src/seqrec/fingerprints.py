@@ -56,7 +56,7 @@ _LOCATION = re.compile(r"\bpath=.*?(?= [a-z_]+=|$)\s?")
 
 def data_identity(source_fingerprint: str) -> str:
     """The source fingerprint without `path=...`: where a file lies is bookkeeping, what it holds is not
-    (the rest names its size and change time or content checksum, and the reading options)."""
+    (the rest names its size and a hash of its bytes, and the reading options)."""
     return _LOCATION.sub("", source_fingerprint).strip()
 
 
