@@ -43,9 +43,7 @@ BASELINE = None  # objective the others are tested against; None = the first row
 METRIC = "dcg@10"  # metric of the significance test, the validation curves and time to quality
 K = 10  # cutoff of the table columns and of the quality-vs-coverage plot
 TEST = "seeds"  # "seeds" (seed-aware, the default) or "samples" (these trained models only)
-ALLOW_MIXED = (
-    False  # True: runs of different protocols or test sets side by side, rows labelled, no verdict across
-)
+ALLOW_MIXED = False  # True: other protocols or test sets side by side, rows labelled, no verdict across
 FIGURES_DIR = None  # also save the figures (PNG and PDF) into this folder
 
 # %% [markdown]

@@ -171,3 +171,29 @@ def test_paired_ipynb_matches_the_percent_source_and_has_no_outputs():
         for cell in paired.cells
         if cell.cell_type == "code"
     )
+
+
+def test_notebook_labels_runs_of_other_protocols_when_allowed(
+    sweep: Path, tmp_path: Path, isolated_jupyter: Path, monkeypatch
+):
+    other = tmp_path / "sampled"
+    for run_json in sweep.glob("*/run.json"):  # the same runs, recorded as a sampled evaluation
+        record = json.loads(run_json.read_text())
+        (other / run_json.parent.name).mkdir(parents=True)
+        for name in ("history.jsonl", "test_ranks.parquet"):
+            if (run_json.parent / name).exists():
+                (other / run_json.parent.name / name).write_bytes((run_json.parent / name).read_bytes())
+        record["config"] = {
+            "evaluation": {"_target_": "seqrec.evaluation.SampledCandidates", "num_negatives": 9}
+        }
+        (other / run_json.parent.name / "run.json").write_text(json.dumps(record))
+    notebook = jupytext.read(NOTEBOOKS / "compare.py", fmt="py:percent")
+
+    text = execute(notebook, monkeypatch, f"{sweep}:{other}", {"ALLOW_MIXED": "True"})
+
+    assert (
+        "| bce @ evaluation=SampledCandidates | 3 |" in text
+        and "| softmax @ evaluation=(unset) | 3 |" in text
+    )
+    assert "No significance row or verdict for bce @ " in text
+    assert "**Significance vs bce @ " in text
