@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import seqrec.run_names  # noqa: F401  (registers the run-folder name resolver of conf/config.yaml)
 from seqrec.config import resolve_device
 from seqrec.data.batches import pack_train_sequences, train_item_counts
 from seqrec.data.preprocess import load_log
@@ -36,6 +37,8 @@ from seqrec.preflight import (
 from seqrec.records import RunRecorder
 from seqrec.saved_model import save_model, user_blocks
 from seqrec.train import autocast_for, fit, load_checkpoint, prepare_device
+from seqrec.tune.trial import TrialPruned, open_trial
+from seqrec.valid_subset import SUBSET_SEED, validation_subset
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,11 @@ def run(cfg: DictConfig) -> dict:
         recorder.update(wandb=wandb_info)
         metrics = _train_and_test(cfg, parts, recorder)
         recorder.finish("completed")
+    except TrialPruned as pruned:  # a tuning trial its study stopped: not an error
+        recorder.update(pruned_at_step=pruned.step)
+        recorder.finish("pruned")
+        logger.finish(exit_code=0)
+        return {}
         logger.finish(exit_code=0)
         return metrics
     except KeyboardInterrupt as interrupt:
@@ -130,6 +138,10 @@ def save_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
 
 def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     source, objective, evaluation, logger = parts.source, parts.objective, parts.evaluation, parts.logger
+    trial = open_trial(cfg)  # a tuning trial: validation only, each validation reported to the study
+    log_metrics = logger.log if trial is None else trial.wrap(logger.log)
+    if trial is not None:
+        recorder.update(tune=trial.info)
     data_started = time.perf_counter()
     log_data, split, stats = prepare_data(cfg, source, parts.split_rule)
     users = user_blocks(log_data)  # for the saved model's histories; the log itself is not kept
@@ -171,8 +183,14 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
         with autocast:
             return model.score(model.last_hidden(inputs, lengths)).float()
 
+    valid = validation_subset(split.valid, getattr(evaluation, "valid_max_samples", None))
+    if len(valid) < len(split.valid):
+        recorder.update(
+            validation_subset={"samples": len(valid), "of": len(split.valid), "seed": SUBSET_SEED}
+        )
+
     def validate() -> dict:
-        return evaluation.evaluate(model_scores, split.valid, item_seq, max_seq_len, split.num_items).metrics
+        return evaluation.evaluate(model_scores, valid, item_seq, max_seq_len, split.num_items).metrics
 
     result = fit(
         model,
@@ -184,8 +202,12 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
         device,
         cfg.seed,
         recorder,
-        logger.log,
+        log_metrics,
     )
+    if trial is not None:  # trials select on validation only: the test set is never touched
+        _record_fit(recorder, result, {"best_valid": result.best_metrics}, device, data_seconds, None)
+        print(f"{cfg.name}: trial {trial.info['number']}, best validation {result.best_metrics}")
+        return {}
 
     load_checkpoint(model, recorder.checkpoint_path)
     model.eval()
@@ -206,25 +228,8 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     if hasattr(source, "oracle_scores"):
         metrics["oracle_test"] = _oracle_metrics(source, split, evaluation, item_seq, max_seq_len)
 
-    peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _peak_rss_bytes()
-    recorder.update(
-        metrics=metrics,
-        test_ci=test_ci,
-        best_step=result.best_step,
-        steps=result.steps,
-        epochs=result.epochs,
-        stopped_early=result.stopped_early,
-        device=str(device),
-        timings={
-            "data_seconds": round(data_seconds, 3),
-            "train_seconds": round(result.train_seconds, 3),
-            "train_events": result.train_events,
-            "train_events_per_second": round(result.train_events / max(result.train_seconds, 1e-9), 1),
-            "eval_seconds": round(result.eval_seconds + test_seconds, 3),
-            "test_samples_per_second": round(len(split.test) / max(test_seconds, 1e-9), 1),
-            "peak_memory_bytes": peak_memory,
-        },
-    )
+    recorder.update(test_ci=test_ci)
+    _record_fit(recorder, result, metrics, device, data_seconds, (test_seconds, len(split.test)))
     save_model(
         recorder.run_dir,
         recorder.checkpoint_path,
@@ -238,6 +243,30 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     logger.summary({f"test/{k}": v for k, v in test.metrics.items()} | {"best_step": result.best_step})
     print(format_metrics(cfg.name, metrics, test_ci, warnings))
     return test.metrics
+
+
+def _record_fit(recorder, result, metrics: dict, device, data_seconds: float, test) -> None:
+    """Metrics, steps and timings of a finished fit; test: (seconds, samples), None for a tuning trial."""
+    peak_memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _peak_rss_bytes()
+    test_seconds = test[0] if test is not None else 0.0
+    timings = {
+        "data_seconds": round(data_seconds, 3),
+        "train_seconds": round(result.train_seconds, 3),
+        "train_events": result.train_events,
+        "train_events_per_second": round(result.train_events / max(result.train_seconds, 1e-9), 1),
+        "eval_seconds": round(result.eval_seconds + test_seconds, 3),
+    }
+    if test is not None:
+        timings["test_samples_per_second"] = round(test[1] / max(test_seconds, 1e-9), 1)
+    recorder.update(
+        metrics=metrics,
+        best_step=result.best_step,
+        steps=result.steps,
+        epochs=result.epochs,
+        stopped_early=result.stopped_early,
+        device=str(device),
+        timings=timings | {"peak_memory_bytes": peak_memory},
+    )
 
 
 def _oracle_metrics(source, split: SplitData, evaluation, item_seq: torch.Tensor, max_seq_len: int) -> dict:

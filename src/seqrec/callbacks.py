@@ -22,6 +22,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+import seqrec.run_names  # noqa: F401  (registers the run-folder name resolver of conf/config.yaml)
 from seqrec.errors import UserError, one_line
 from seqrec.preflight import build_run_parts, check_run_folder, check_sweep_folder
 from seqrec.records import RUN_FILE

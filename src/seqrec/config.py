@@ -82,6 +82,19 @@ class ModelConfig:
 
 
 @dataclass
+class TrialConfig:
+    """Set by `python -m seqrec.tune` when a run is one trial of an Optuna study (never by hand): the run
+    validates only, never evaluates the test set, and reports each validation to the study for pruning."""
+
+    storage: str | None = None  # the study's storage (seqrec.tune.storage.open_storage spells it)
+    study: str | None = None
+    trial_id: int | None = None
+    pruner: str = "none"
+    pruner_warmup_steps: int = 0
+    pruner_startup_trials: int = 3
+
+
+@dataclass
 class SeqrecConfig:
     dataset: Any = MISSING
     split: Any = MISSING
@@ -95,6 +108,7 @@ class SeqrecConfig:
     cache_dir: str | None = "~/.cache/seqrec"
     name: str = "run"
     min_eval_samples: int = 100
+    trial: TrialConfig = field(default_factory=TrialConfig)
 
 
 ConfigStore.instance().store(name="seqrec_schema", node=SeqrecConfig)
@@ -122,7 +136,11 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
     problems = []
     top_level = {f.name for f in fields(SeqrecConfig)}
     problems += _unknown([key for key in cfg.keys() if key != "hydra"], top_level, "")
-    for section, schema in (("trainer", TrainerConfig), ("preprocess", PreprocessConfig)):
+    for section, schema in (
+        ("trainer", TrainerConfig),
+        ("preprocess", PreprocessConfig),
+        ("trial", TrialConfig),
+    ):
         if isinstance(cfg.get(section), DictConfig):
             problems += _unknown(list(cfg[section].keys()), {f.name for f in fields(schema)}, f"{section}.")
     for group in TARGET_GROUPS:

@@ -49,9 +49,11 @@ class FullCatalog:
         exclude_seen: bool = False,
         batch_size: int = 256,
         max_scores: int = 2**26,
+        valid_max_samples: int | None = None,
     ):
         self.ks = check_ks(ks)
         self.exclude_seen = exclude_seen
+        self.valid_max_samples = check_valid_max_samples(valid_max_samples)
         self.batch_size = _check_batch_size(batch_size)
         self.max_scores = _check_max_scores(max_scores)
 
@@ -111,6 +113,7 @@ class SampledCandidates:
         replacement: bool = False,
         exclude: str = "history",
         max_scores: int = 2**26,
+        valid_max_samples: int | None = None,
     ):
         if num_negatives < 1:
             raise ValueError(f"evaluation.num_negatives must be >= 1, got {num_negatives}")
@@ -130,6 +133,7 @@ class SampledCandidates:
         self.replacement = replacement
         self.exclude = exclude
         self.max_scores = _check_max_scores(max_scores)
+        self.valid_max_samples = check_valid_max_samples(valid_max_samples)
         # id(samples) -> (samples, item_seq, num_items, candidates); the strong references keep ids unique.
         self._cache: dict[int, tuple[EvalSamples, torch.Tensor, int, torch.Tensor]] = {}
 
@@ -258,6 +262,12 @@ def seen_item_mask(
     seen = torch.zeros(len(start), num_items, dtype=torch.bool, device=item_seq.device)
     seen[history_events(item_seq, start, end)] = True
     return seen
+
+
+def check_valid_max_samples(valid_max_samples: int | None) -> int | None:
+    if valid_max_samples is not None and valid_max_samples < 1:
+        raise ValueError(f"evaluation.valid_max_samples must be >= 1 or null, got {valid_max_samples}")
+    return valid_max_samples
 
 
 def _check_batch_size(batch_size: int) -> int:

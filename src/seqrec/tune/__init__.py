@@ -1,0 +1,1 @@
+"""Budget-fair tuning of objectives: `python -m seqrec.tune` (see __main__)."""
