@@ -113,9 +113,14 @@ def tune(arguments: list[str]) -> None:
         returncode = run_job(arguments, folder)
         say(f"{loss} final seed {seed}: {read_status(folder) if returncode == 0 else 'failed'} ({folder})")
 
-    _in_parallel(tune_one, [(o,) for o in objectives], command.settings.jobs)
     seeds = [command.seed + i for i in range(command.settings.final_seeds)]
-    _in_parallel(final_run, [(o.loss, s) for s in seeds for o in objectives], command.settings.jobs)
+
+    def tune_and_retrain(objective: Objective) -> None:  # an objective is finished before the next starts
+        tune_one(objective)
+        for seed in seeds:
+            final_run(objective.loss, seed)
+
+    _in_parallel(tune_and_retrain, [(o,) for o in objectives], command.settings.jobs)
     say(
         f"done: python -m seqrec.compare {study_dir / 'final'}   (tuning view: python -m seqrec.compare "
         f"{study_dir} --tuning)"
