@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from seqrec.compare.budget import budget_flags, budget_json, flagged_verdict, format_budget
 from seqrec.compare.plots import save_figures
 from seqrec.compare.protocols import (
     ProtocolGroup,
@@ -38,6 +39,7 @@ from seqrec.compare.significance import (
 )
 from seqrec.compare.statistics import ALPHA, MIN_SEEDS_FOR_VERDICT
 from seqrec.compare.table import PROTOCOL_METRICS, SECONDS_COLUMN, format_table, results_table, table_style
+from seqrec.compare.tuning import format_study, plot_tuning_curves, study_json, study_views
 from seqrec.compare.wandb_source import scan_wandb_runs
 
 FORMATS = ("plain", "markdown", "json")
@@ -72,6 +74,8 @@ class Comparison:
     groups: list[ProtocolGroup] = field(default_factory=list)
     ceilings: list[tuple[ProtocolGroup, dict[str, float]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    budget: tuple = ((), {})  # seqrec.compare.budget.budget_flags of the shown runs: (per run, per objective)
+    tuning: list = field(default_factory=list)  # seqrec.compare.tuning.StudyView of each tuned sweep
 
     @property
     def mixed(self) -> bool:
@@ -143,6 +147,8 @@ def compare(
     comparison = Comparison(list(sources), scan, split, table, metric=metric, test=test)
     comparison.runs, comparison.groups = runs, groups
     comparison.ceilings = [(group, found) for group in groups if (found := _group_ceiling(group))]
+    comparison.budget = budget_flags([run for run in runs if run.objective in shown])
+    comparison.tuning = study_views(sources)
     if len(groups) == 1 and comparison.ceilings:
         comparison.ceiling = comparison.ceilings[0][1]
     if len(shown) > 1:
@@ -168,6 +174,10 @@ def compare(
                 objectives=tested,
                 n_bootstrap=n_bootstrap,
             )
+            flags = comparison.budget[1]
+            rows = comparison.significance.select("verdict", "objective", "baseline").rows()
+            verdicts = [flagged_verdict(text, objective, base, flags) for text, objective, base in rows]
+            comparison.significance = comparison.significance.with_columns(pl.Series("verdict", verdicts))
             in_table = set(comparison.significance["objective"])
             missing = [name for name in tested if name != chosen and name not in in_table]
             if missing:
@@ -262,11 +272,25 @@ def format_report(comparison: Comparison, style: str = "plain", command: str | N
             meaning += f" A verdict needs at least {MIN_SEEDS_FOR_VERDICT} seeds and p < {ALPHA}."
         parts.append(_wrapped(meaning, style))
     parts += [_wrapped(note, style) for note in comparison.notes]
+    parts.append(_wrapped(format_budget(*comparison.budget, style), style))
+    parts += [format_study(view, style) for view in comparison.tuning]
     parts.append(comparison.scan.note())
     if comparison.figures:
         parts.append("Figures: " + ", ".join(str(path) for path in comparison.figures) + " (and .pdf)")
     if command:
         parts.append(f"Runs: {' '.join(comparison.sources)}\nRerun: {command}")
+    return "\n\n".join(parts)
+
+
+def tuning_only_report(sources: Sequence[str], style: str, scan: RunScan) -> str:
+    """The tuning view of study folders that have no completed final run yet."""
+    views = study_views(sources)
+    if style == "json":
+        return json.dumps(
+            _finite({"sources": list(sources), "runs": 0, "tuning": [study_json(v) for v in views]})
+        )
+    parts = [format_study(view, style) for view in views]
+    parts.append("No completed final run yet: no test metrics, no verdicts.\n" + scan.note())
     return "\n\n".join(parts)
 
 
@@ -333,6 +357,8 @@ def report_json(comparison: Comparison) -> str:
         "runs": len(comparison.scan.runs),
         "skipped": [{"location": s.location, "reason": s.reason} for s in comparison.scan.skipped],
         "figures": [str(path) for path in comparison.figures],
+        "budget": budget_json(*comparison.budget),
+        "tuning": [study_json(view) for view in comparison.tuning],
     }
     return json.dumps(_finite(payload), indent=2, allow_nan=False)
 
@@ -391,6 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources = [args.wandb] if args.wandb else [str(path) for path in args.sweep_dirs]
     try:
         scan = scan_wandb_runs(args.wandb, args.group) if args.wandb else scan_run_dirs(*args.sweep_dirs)
+        if not scan.runs and not args.wandb and study_views(sources):  # a study whose final runs are not done
+            print(tuning_only_report(sources, args.style, scan))
+            return 0
         if not scan.runs:
             print(f"error: no completed run found in {' '.join(sources)}.\n{scan.note()}", file=sys.stderr)
             return 1
@@ -416,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shown = comparison.table["objective"].to_list()
                 table = results_table(comparison.runs, (f"dcg@{k}", f"coverage@{k}"), objectives=shown)
             comparison.figures = save_figures(comparison.runs, table, folder, metric=args.metric, k=k)
+            comparison.figures += [plot_tuning_curves(comparison.tuning, folder)] if comparison.tuning else []
     except (FileNotFoundError, ValueError) as error:  # RecordError is a ValueError
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -102,7 +103,11 @@ class RunScan:
         if not self.skipped:
             return f"{len(self.runs)} completed runs, none skipped."
         lines = [f"{len(self.runs)} completed runs; skipped {len(self.skipped)}:"]
-        lines += [f"- {skipped.location}: {skipped.reason}" for skipped in self.skipped]
+        reasons = Counter(skipped.reason for skipped in self.skipped)
+        for reason in reasons:  # many runs skipped for one reason (e.g. tuning trials): one line
+            where = [skipped.location for skipped in self.skipped if skipped.reason == reason]
+            shown = where if len(where) <= 3 else [f"{len(where)} runs: {where[0]}, ..., {where[-1]}"]
+            lines += [f"- {location}: {reason}" for location in shown]
         return "\n".join(lines)
 
 
@@ -168,6 +173,8 @@ def _run_from_json(run_json: Path) -> RunRecord | SkippedRun:
         return SkippedRun(location, f"status {status!r}" + (f": {error}" if error else ""))
     if record.get("refit_of"):  # python -m seqrec.refit: trained on the validation events too
         return SkippedRun(location, f"a refit for serving of {record['refit_of']}, not compared")
+    if record.get("tune"):  # a trial of `python -m seqrec.tune`: validation only, read by compare.tuning
+        return SkippedRun(location, "tuning trial (validation only, no test metrics)")
     try:
         loss, seed, metrics = record["choices"]["loss"], int(record["seed"]), record["metrics"]
     except (KeyError, TypeError, ValueError) as error:

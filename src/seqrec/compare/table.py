@@ -77,6 +77,15 @@ def _flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def shipped_search_keys() -> tuple[str, ...]:
+    """Every key a search space in conf/search tunes (seqrec.tune)."""
+    from omegaconf import OmegaConf
+
+    from seqrec.tune.settings import CONF_DIR
+
+    return tuple(sorted({str(k) for p in (CONF_DIR / "search").glob("*.yaml") for k in OmegaConf.load(p)}))
+
+
 def warn_if_setups_differ(runs: Sequence[RunRecord]) -> None:
     """Runs of one comparison should differ only in the objective (and its variant) and the seed."""
     settings = [_flatten(run.choices) | _flatten(run.config) for run in runs]
@@ -84,6 +93,8 @@ def warn_if_setups_differ(runs: Sequence[RunRecord]) -> None:
     labelled = {part.split("=")[0] for run in runs for part in run.objective.partition("[")[2].split(",")}
     # variant labels show these differences already; protocol groups (seqrec.compare.protocols) the others
     allowed = (*_ALLOWED_DIFFERENCES, *labelled, *PROTOCOL_OVERRIDES)
+    if runs and all(str(run.choices.get("experiment") or "").startswith("tuned-") for run in runs):
+        allowed += shipped_search_keys()  # tuned presets differ in their tuned hyperparameters by design
     mixed = []
     for key in keys:
         if any(key == name or key.startswith((f"{name}.", f"{name}@")) for name in allowed):

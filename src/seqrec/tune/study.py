@@ -92,18 +92,26 @@ def counted_trials(study) -> int:
     )
 
 
+def ask_trial(study, params: list[Param], sampler_seed: int, startup_trials: int):
+    """The next trial and its parameter values. The sampler is reseeded from (sampler_seed, trials so far),
+    so the same seed and the same earlier results give the same parameters, also after a resume."""
+    import optuna
+
+    number = counted_trials(study)
+    study.sampler = optuna.samplers.TPESampler(
+        seed=sampler_seed * 100_003 + number, n_startup_trials=startup_trials
+    )
+    trial = study.ask()
+    return trial, {param.key: param.suggest(trial) for param in params}
+
+
 def run_trials(study, storage_spec: str, command: TuneCommand, objective: Objective, say) -> None:
     """Trials of one objective, one after another, until the study holds tune.trials of them."""
     import optuna
 
     settings = command.settings
     while counted_trials(study) < settings.trials:
-        number = counted_trials(study)
-        study.sampler = optuna.samplers.TPESampler(
-            seed=settings.sampler_seed * 100_003 + number, n_startup_trials=settings.startup_trials
-        )
-        trial = study.ask()
-        values = {param.key: param.suggest(trial) for param in objective.params}
+        trial, values = ask_trial(study, objective.params, settings.sampler_seed, settings.startup_trials)
         folder = trial_dir(command.study_dir, objective.loss, trial.number)
         arguments = [
             *command.base_overrides,
