@@ -97,13 +97,13 @@ def run(cfg: DictConfig) -> dict:
         recorder.update(wandb=wandb_info)
         metrics = _train_and_test(cfg, parts, recorder)
         recorder.finish("completed")
+        logger.finish(exit_code=0)
+        return metrics
     except TrialPruned as pruned:  # a tuning trial its study stopped: not an error
         recorder.update(pruned_at_step=pruned.step)
         recorder.finish("pruned")
         logger.finish(exit_code=0)
         return {}
-        logger.finish(exit_code=0)
-        return metrics
     except KeyboardInterrupt as interrupt:
         recorder.finish("interrupted", error=f"{type(interrupt).__name__}: {interrupt}".rstrip(": "))
         if logger_started:
