@@ -79,3 +79,54 @@ def test_the_validation_subset_is_fixed_and_independent_of_the_run():
     assert len(first) == 40 and torch.equal(first.user, second.user)
     assert torch.equal(first.target, first.user * 3) and torch.all(first.user.diff() > 0)
     assert validation_subset(samples, None) is samples and validation_subset(samples, n) is samples
+
+
+def write_trial(study, loss: str, number: int, status: str, value: float | None, seconds: float) -> None:
+    folder = study / "trials" / loss / f"trial-{number:03d}"
+    folder.mkdir(parents=True)
+    record = {
+        "status": status,
+        "tune": {"study": loss, "number": number, "params": {"trainer.lr": 0.001 * (number + 1)}},
+        "config": {"trainer": {"select_metric": "dcg@20"}},
+        "timings": {"train_seconds": seconds, "eval_seconds": 1.0},
+        "metrics": {"best_valid": {"dcg@20": value}} if value is not None else {},
+    }
+    (folder / "run.json").write_text(json.dumps(record))
+    history = [{"step": 8, "valid": {"dcg@20": 0.01}}] if status == "pruned" else []
+    (folder / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+
+
+def test_the_tuning_view_of_a_study_folder(tmp_path):
+    from seqrec.compare.cli import tuning_only_report
+    from seqrec.compare.tuning import plot_tuning_curves, study_views
+
+    study = tmp_path / "study"
+    study.mkdir()
+    manifest = {"objectives": ["bce"], "base_overrides": ["trainer.max_steps=32"], "seed": 0,
+                "settings": {"trials": 4, "sampler_seed": 0, "pruner": "median"}}  # fmt: skip
+    (study / "tune.json").write_text(json.dumps(manifest))
+    for number, status, value in [(0, "completed", 0.05), (1, "completed", 0.07), (2, "pruned", None),
+                                  (3, "completed", 0.06)]:  # fmt: skip
+        write_trial(study, "bce", number, status, value, seconds=10.0)
+    (view,) = study_views([study / "final"])  # found from a folder inside the study too
+    (bce,) = view.objectives
+    assert bce.default.value == 0.05 and bce.best.number == 1 and bce.count("pruned") == 1
+    assert bce.curve() == ([1, 2, 3, 4], [10.0, 20.0, 30.0, 40.0], [0.05, 0.07, 0.07, 0.07])
+    text = tuning_only_report([str(study)], "markdown", scan_run_dirs(study))
+    assert (
+        "| bce (dcg@20) | 3/1/0 | 0.0500 | 0.0700 (trial 1) | +0.0200 (+40%) | 0.0500 / 0.0600 / 0.0700 |"
+        in text
+    )
+    assert "trainer.lr=0.002" in text and "per-trial budget: trainer.max_steps=32" in text
+    assert "No completed final run yet" in text
+    assert plot_tuning_curves([view], tmp_path / "figures").stat().st_size > 0
+
+
+def test_a_database_url_opens_as_shared_storage(tmp_path):
+    import optuna
+
+    from seqrec.tune.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="bce", storage=open_storage(url))
+    assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))] == ["bce"]

@@ -58,6 +58,8 @@ class ObjectiveTuning:
         numbers, seconds, best = [], [], []
         spent, so_far = 0.0, -np.inf
         for trial in sorted(self.trials, key=lambda t: t.number):
+            if trial.status == "running":  # not finished: no value yet
+                continue
             spent += trial.train_seconds
             if trial.status == "completed" and trial.value is not None:
                 so_far = max(so_far, trial.value)
@@ -177,8 +179,13 @@ def format_study(view: StudyView, style: str) -> str:
     rows = []
     for tuning in view.objectives:
         default, best, scored = tuning.default, tuning.best, [t.value for t in tuning.scored]
-        completed, pruned = tuning.count("completed"), tuning.count("pruned")
-        done = f"{completed}/{pruned}/{len(tuning.trials) - completed - pruned}"
+        completed, pruned, running = (
+            tuning.count("completed"),
+            tuning.count("pruned"),
+            tuning.count("running"),
+        )
+        done = f"{completed}/{pruned}/{len(tuning.trials) - completed - pruned - running}"
+        done += f" (+{running} running)" if running else ""
         default_text = f"{default.value:.4f}" if default and default.value is not None else "-"
         gain = (
             f"{best.value - default.value:+.4f} ({(best.value / default.value - 1):+.0%})"
@@ -213,6 +220,7 @@ def study_json(view: StudyView) -> dict:
                 "trials": len(t.trials),
                 "completed": t.count("completed"),
                 "pruned": t.count("pruned"),
+                "running": t.count("running"),
                 "default_value": t.default.value if t.default else None,
                 "best_value": t.best.value if t.best else None,
                 "best_trial": t.best.number if t.best else None,
@@ -243,8 +251,9 @@ def plot_tuning_curves(views: Sequence[StudyView], folder: str | Path) -> Path:
                 continue
             metric = tuning.metric
             label = tuning.objective if len(views) == 1 else f"{view.folder.name}: {tuning.objective}"
-            line = by_trials.plot(numbers, best, marker="o", markersize=3, label=label)[0]
-            by_seconds.plot(seconds, best, marker="o", markersize=3, color=line.get_color(), label=label)
+            style = {"marker": "o", "markersize": 3, "drawstyle": "steps-post", "label": label}
+            line = by_trials.plot(numbers, best, **style)[0]
+            by_seconds.plot(seconds, best, color=line.get_color(), **style)
     by_trials.set_xlabel("trials")
     by_trials.set_ylabel(f"best validation {metric} so far")
     by_seconds.set_xlabel("training seconds (cumulative over trials)")
