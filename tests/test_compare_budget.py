@@ -58,7 +58,7 @@ def test_every_format_and_the_verdict_lines_carry_the_flags(tmp_path):
         text = format_report(comparison, style)
         assert "Budget: best validation step = first or last validation" in text
         assert (
-            "- softmax: best at the first validation: the schedule may be too coarse (3 of 3 seeds)" in text
+            "- `softmax`: best at the first validation: the schedule may be too coarse (3 of 3 seeds)" in text
         )
     payload = json.loads(report_json(comparison))
     assert payload["budget"]["objectives"]["bce"]["flag"] == "last"

@@ -95,17 +95,20 @@ def flagged_verdict(verdict: str, objective: str, baseline: str, flags: dict[str
 
 
 def format_budget(per_run: Sequence[RunBudget], per_objective: dict[str, ObjectiveBudget], style: str) -> str:
-    """The section every text format shows: one line per objective, with its runs' best steps."""
+    """The section every text format shows: one line per objective, with its runs' best steps; empty when
+    no run recorded a validation history."""
+    if not any(budget.validations for budget in per_run):
+        return ""
     heading = "### " if style == "markdown" else ""
     lines = [f"{heading}Budget: best validation step = first or last validation"]
     for objective, summary in per_objective.items():
-        runs = [budget for budget in per_run if budget.objective == objective]
+        runs = [budget for budget in per_run if budget.objective == objective and budget.validations]
         steps = ", ".join(
             f"s{b.seed}: {b.best_step} of {b.first_step}..{b.last_step}" + (f" ({b.flag})" if b.flag else "")
             for b in runs
         )
         verdict = summary.message or "best step inside the schedule in most seeds"
-        lines.append(f"- {objective}: {verdict}; best step per seed: {steps}")
+        lines.append(f"- `{objective}`: {verdict}; best step per seed: {steps or 'no validation history'}")
     return "\n".join(lines)
 
 

@@ -272,7 +272,7 @@ def format_report(comparison: Comparison, style: str = "plain", command: str | N
             meaning += f" A verdict needs at least {MIN_SEEDS_FOR_VERDICT} seeds and p < {ALPHA}."
         parts.append(_wrapped(meaning, style))
     parts += [_wrapped(note, style) for note in comparison.notes]
-    parts.append(_wrapped(format_budget(*comparison.budget, style), style))
+    parts += [_wrapped(text, style) for text in [format_budget(*comparison.budget, style)] if text]
     parts += [format_study(view, style) for view in comparison.tuning]
     parts.append(comparison.scan.note())
     if comparison.figures:
