@@ -20,6 +20,7 @@ from seqrec.config import resolve_device
 from seqrec.data.batches import pack_train_sequences, train_item_counts
 from seqrec.data.preprocess import load_log
 from seqrec.data.splits import dataset_statistics
+from seqrec.data.target_samples import pack_target_samples
 from seqrec.data.types import InteractionLog, SplitData
 from seqrec.fingerprints import run_fingerprints
 from seqrec.intervals import LEVEL, dominant_user_warnings, metric_intervals
@@ -147,9 +148,17 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     users = user_blocks(log_data)  # for the saved model's histories; the log itself is not kept
     del log_data
     check_evaluation_fits(evaluation, split.num_items)
-    check_training_fits(cfg.trainer.batch_size, len(split.train_start))
     max_seq_len = cfg.model.max_seq_len
-    sizes = DataSizes(split.num_items, batch_positions(split, max_seq_len, cfg.trainer.batch_size))
+    sequences = pack_train_sequences(split, max_seq_len)
+    train = sequences
+    if cfg.batches.one_target_per_sample:
+        batches = cfg.batches
+        train = pack_target_samples(
+            split, max_seq_len, batches.max_targets_per_user, batches.targets_drawn_from_last, cfg.seed
+        )
+    check_training_fits(cfg.trainer.batch_size, len(train), train.sample_name)
+    positions = batch_positions(split, max_seq_len, cfg.trainer.batch_size, train.last_position_only)
+    sizes = DataSizes(split.num_items, positions)
     effective_settings, capped = effective_objective_settings(objective, sizes)
     warnings = small_evaluation_warnings(stats, cfg.min_eval_samples) + capped
     warnings += dominant_user_warnings(split.test.user.numpy(), min_samples=cfg.min_eval_samples)
@@ -169,8 +178,9 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
 
     item_seq = split.item_seq.to(device)
     check_sampled_candidates(evaluation, split, item_seq)
-    train = pack_train_sequences(split, max_seq_len).to(device)
-    catalog = CatalogStats(split.num_items, train_item_counts(train, split.num_items))
+    train = train.to(device)
+    # The catalog statistics count the training sequences' input events, whatever a sample is.
+    catalog = CatalogStats(split.num_items, train_item_counts(sequences, split.num_items)).to(device)
     seed_everything(cfg.seed)
     model = instantiate(cfg.model, num_items=split.num_items).to(device)
     objective = objective.to(device)

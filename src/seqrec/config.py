@@ -55,6 +55,13 @@ class TrainerConfig:
 
 
 @dataclass
+class BatchesConfig:
+    one_target_per_sample: bool = False
+    max_targets_per_user: int | None = None
+    targets_drawn_from_last: int | None = None
+
+
+@dataclass
 class ModelConfig:
     _target_: str = "seqrec.model.SasRecBackbone"
     num_items: int = MISSING
@@ -79,6 +86,11 @@ class ModelConfig:
     attend_padding: bool = False
     init: str = "trunc_normal"
     layout: str = "auto"
+    ffn_output_dropout: bool = True
+    padding_embedding: bool = False
+    query_projection: bool = False
+    item_projection: bool = False
+    similarity: str = "dot"
 
 
 @dataclass
@@ -104,6 +116,7 @@ class SeqrecConfig:
     evaluation: Any = MISSING
     logger: Any = MISSING
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    batches: BatchesConfig = field(default_factory=BatchesConfig)
     seed: int = 0
     cache_dir: str | None = "~/.cache/seqrec"
     name: str = "run"
@@ -140,6 +153,7 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
         ("trainer", TrainerConfig),
         ("preprocess", PreprocessConfig),
         ("trial", TrialConfig),
+        ("batches", BatchesConfig),
     ):
         if isinstance(cfg.get(section), DictConfig):
             problems += _unknown(list(cfg[section].keys()), {f.name for f in fields(schema)}, f"{section}.")
@@ -243,8 +257,27 @@ def _value_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"preprocess.kcore_order must be one of {KCORE_ORDERS}, got {order!r}")
     if not 0 <= cfg.seed < 2**32:  # numpy's global seed takes no other value
         problems.append(f"seed must be an integer in [0, 2**32 - 1], got {cfg.seed}")
+    problems += _batches_problems(cfg.batches)
     if cfg.min_eval_samples < 0:
         problems.append(f"min_eval_samples must be >= 0 (0 never warns), got {cfg.min_eval_samples}")
+    return problems
+
+
+def _batches_problems(batches: DictConfig) -> list[str]:
+    most, pool = batches.max_targets_per_user, batches.targets_drawn_from_last
+    problems = []
+    if most is not None and most < 1:
+        problems.append(f"batches.max_targets_per_user must be >= 1 or null, got {most}")
+    if pool is not None and most is None:
+        problems.append("batches.targets_drawn_from_last needs batches.max_targets_per_user (how many to draw)")
+    elif pool is not None and pool < most:
+        problems.append(
+            f"batches.targets_drawn_from_last={pool} must be >= batches.max_targets_per_user={most}"
+        )
+    if most is not None and not batches.one_target_per_sample:
+        problems.append(
+            "batches.max_targets_per_user needs batches.one_target_per_sample=true (a sample per target event)"
+        )
     return problems
 
 

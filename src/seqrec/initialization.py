@@ -7,6 +7,10 @@
 - glorot_uniform (Keras defaults, the TF2 port in Microsoft Recommenders): Glorot uniform for each of
   the query, key and value projections separately and for the feed-forward matrices, all biases 0,
   tables U(-0.05, 0.05).
+- keras_attention (Keras defaults with keras.layers.MultiHeadAttention, the two-tower tutorial): as
+  glorot_uniform, but the attention kernels have MultiHeadAttention's shapes, [D, H, D/H] for the query,
+  key and value and [H, D/H, D] for the output, and Keras counts Glorot fans over the leading dimensions
+  too: fan_in H*D and fan_out D*D/H for the first three, fan_in D and fan_out H*D for the output.
 Layer norms always start at gain 1, bias 0.
 """
 
@@ -17,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-INIT_SCHEMES = ("trunc_normal", "xavier_normal", "glorot_uniform")
+INIT_SCHEMES = ("trunc_normal", "xavier_normal", "glorot_uniform", "keras_attention")
 
 
 def initialise(model: nn.Module, scheme: str) -> None:
@@ -66,11 +70,21 @@ def _attention(attention: nn.Module, scheme: str) -> None:
     elif scheme == "xavier_normal":
         for linear in linears:
             nn.init.xavier_normal_(linear.weight)
-    else:
+    elif scheme == "glorot_uniform":
         for projection in qkv.weight.chunk(3, dim=0):  # query, key and value are separate Dense layers
             nn.init.xavier_uniform_(projection)
         if isinstance(out, nn.Linear):
             nn.init.xavier_uniform_(out.weight)
+    else:
+        dim, heads = qkv.in_features, attention.num_heads
+        _glorot_uniform(qkv.weight, fan_in=heads * dim, fan_out=dim * dim // heads)
+        if isinstance(out, nn.Linear):
+            _glorot_uniform(out.weight, fan_in=dim, fan_out=heads * dim)
+
+
+def _glorot_uniform(weight: torch.Tensor, fan_in: int, fan_out: int) -> None:
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    weight.uniform_(-limit, limit)
 
 
 def _feed_forward(linear: nn.Linear, scheme: str) -> None:

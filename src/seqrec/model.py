@@ -29,6 +29,7 @@ from seqrec.initialization import INIT_SCHEMES, initialise
 from seqrec.packed import PackedLayout, blocked_causal_attention, dropout
 
 POSITION_ORDERS = ("backward", "forward")
+SIMILARITIES = ("dot", "cosine")
 LAYOUTS = ("auto", "padded", "packed")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -108,6 +109,7 @@ class BlockOptions:
     activation: str = "gelu"
     attention_output_dropout: bool = True
     attention_out_projection: bool = True
+    ffn_output_dropout: bool = True
     layer_norm_eps: float = 1e-5
     norm_positions: int | None = None  # P for per-position norm parameters, None for shared ones
 
@@ -138,7 +140,7 @@ class EncoderLayer(nn.Module):
         self.norm1 = LayerNorm(embedding_dim, eps, positions)
         self.norm2 = LayerNorm(embedding_dim, eps, positions) if options.ffn_norm else None
         self.dropout1 = nn.Dropout(dropout) if options.attention_output_dropout else nn.Identity()
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout) if options.ffn_output_dropout else nn.Identity()
 
     def forward(
         self, x: torch.Tensor, positions: torch.Tensor, layout: PackedLayout | None = None
@@ -197,6 +199,10 @@ class SasRecBackbone(nn.Module):
     The item table has no padding row: padding is handled by right padding plus `lengths`.
     Position index counts backward from the most recent item (most recent = 0, the protocol) or
     forward from the first one (first = 0).
+
+    Two towers (the in-batch tutorial's head, experiments/two_tower): `query_projection` and
+    `item_projection` put a linear layer (with bias) on the last hidden state and on the item table's
+    output side (inputs still read the raw table); similarity="cosine" L2-normalises both vectors.
     """
 
     def __init__(
@@ -223,6 +229,11 @@ class SasRecBackbone(nn.Module):
         attend_padding: bool = False,
         init: str = "trunc_normal",
         layout: str = "auto",
+        ffn_output_dropout: bool = True,
+        padding_embedding: bool = False,
+        query_projection: bool = False,
+        item_projection: bool = False,
+        similarity: str = "dot",
     ):
         super().__init__()
         _check_hyperparameters(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -231,6 +242,7 @@ class SasRecBackbone(nn.Module):
         self.item_scale = math.sqrt(embedding_dim) if scale_item_embeddings else 1.0
         self.attend_padding = attend_padding
         self.layout = layout
+        self.similarity = similarity  # what item_vectors() @ query_vectors() computes; export records it
 
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         self.position_embedding = nn.Embedding(max_seq_len, embedding_dim)
@@ -243,6 +255,7 @@ class SasRecBackbone(nn.Module):
             activation=activation,
             attention_output_dropout=attention_output_dropout,
             attention_out_projection=attention_out_projection,
+            ffn_output_dropout=ffn_output_dropout,
             layer_norm_eps=layer_norm_eps,
             norm_positions=max_seq_len if norm_per_position else None,
         )
@@ -253,6 +266,10 @@ class SasRecBackbone(nn.Module):
         self.final_norm = (
             LayerNorm(embedding_dim, layer_norm_eps, options.norm_positions) if norm_first else None
         )
+        # Optional parts come last, so that without them the initial weights are drawn as before.
+        self.padding_embedding = nn.Embedding(1, embedding_dim) if padding_embedding else None
+        self.query_projection = nn.Linear(embedding_dim, embedding_dim) if query_projection else None
+        self.item_projection = nn.Linear(embedding_dim, embedding_dim) if item_projection else None
         initialise(self, init)
 
     @property
@@ -317,13 +334,17 @@ class SasRecBackbone(nn.Module):
         is_real = source >= 0
         source = source.clamp(min=0)
         frame = x.gather(1, source[..., None].expand(batch_size, frame_len, dim))
-        frame = frame.masked_fill(~is_real[..., None], 0.0)
         if self.count_backward:  # slot index counted from the window's end, padding slots included
             frame_positions = torch.arange(frame_len - 1, -1, -1, device=x.device).expand(
                 batch_size, frame_len
             )
         else:
             frame_positions = source
+        if self.padding_embedding is None:
+            frame = frame.masked_fill(~is_real[..., None], 0.0)
+        else:  # a padding item's embedding plus the slot's position embedding, as a Keras table with mask_zero
+            padding = self.padding_embedding.weight[0] + self.position_embedding(frame_positions)
+            frame = torch.where(is_real[..., None], frame, self.embedding_dropout(padding))
         frame = self._encode(frame, frame_positions)
         slots = (frame_len - lengths)[:, None] + torch.arange(seq_len, device=x.device)[None, :]
         slots = slots.clamp(max=frame_len - 1)  # padding positions read a real slot: garbage, ignored
@@ -352,12 +373,19 @@ class SasRecBackbone(nn.Module):
         return self.final_norm(hidden, positions.reshape(-1)[last])
 
     def item_vectors(self) -> torch.Tensor:
-        """[I, D] float, the vectors that queries are scored against (training, evaluation, export)."""
-        return self.item_embeddings
+        """[I, D] float, the vectors that queries are scored against (training, evaluation, export):
+        the item table, through item_projection if there is one, L2-normalised for cosine similarity."""
+        vectors = self.item_embeddings
+        if self.item_projection is not None:
+            vectors = self.item_projection(vectors)
+        return F.normalize(vectors, dim=-1) if self.similarity == "cosine" else vectors
 
     def query_vectors(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden: [S, D] last hidden states -> [S, D] query vectors, scored by a dot product."""
-        return hidden
+        """hidden: [S, D] last hidden states -> [S, D] query vectors, scored by a dot product with
+        item_vectors() (through query_projection if there is one, L2-normalised for cosine)."""
+        if self.query_projection is not None:
+            hidden = self.query_projection(hidden)
+        return F.normalize(hidden, dim=-1) if self.similarity == "cosine" else hidden
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: [S, D] -> [S, I] scores against the whole catalog."""
@@ -383,6 +411,7 @@ def _check_hyperparameters(**h) -> None:
         ("position_order", POSITION_ORDERS),
         ("activation", tuple(ACTIVATIONS)),
         ("init", INIT_SCHEMES),
+        ("similarity", SIMILARITIES),
     ]:
         if h[key] not in allowed:
             raise ValueError(f"model.{key} must be one of {allowed}, got {h[key]!r}")
@@ -392,6 +421,11 @@ def _check_hyperparameters(**h) -> None:
             raise ValueError(
                 f"model.{key}={str(value).lower()} needs a pre-norm block: set model.norm_first=true"
             )
+    if h["padding_embedding"] and not h["attend_padding"]:
+        raise ValueError(
+            "model.padding_embedding=true gives padding slots an embedding, but only model.attend_padding=true "
+            "has padding slots that attention sees; set model.attend_padding=true or padding_embedding=false"
+        )
     if h["layout"] == "packed" and h["attend_padding"]:
         raise ValueError(
             "model.layout=packed computes only real positions but model.attend_padding=true attends to "

@@ -45,7 +45,13 @@ def build_run_parts(cfg: DictConfig) -> RunParts:
         evaluation=instantiate_group(cfg, "evaluation"),
         logger=instantiate_group(cfg, "logger"),
     )
-    instantiate_group(cfg, "model", num_items=1)  # checks the model's hyperparameters
+    model = instantiate_group(cfg, "model", num_items=1)  # checks the model's hyperparameters
+    if getattr(parts.objective, "detach_item_table", False) and model.item_projection is not None:
+        raise ConfigError(
+            "loss.detach_item_table=true sends no gradient into model.item_projection, which only the "
+            "output side uses, so it would never train; set loss.detach_item_table=false or "
+            "model.item_projection=false"
+        )
     if cfg.cache_dir is not None:
         require_writable_folder(cfg.cache_dir, "the cache folder (cache_dir)", CACHE_FIX)
     return parts
@@ -101,12 +107,12 @@ def check_evaluation_fits(evaluation: Any, num_items: int) -> None:
         )
 
 
-def check_training_fits(batch_size: int, train_sequences: int) -> None:
-    """After the split: one batch needs trainer.batch_size training sequences (the last partial batch is
-    dropped)."""
-    if batch_size > train_sequences:
+def check_training_fits(batch_size: int, train_samples: int, what: str = "training sequences") -> None:
+    """After the split: one batch needs trainer.batch_size training samples (`what` they are; the last
+    partial batch is dropped)."""
+    if batch_size > train_samples:
         raise ConfigError(
-            f"trainer.batch_size={batch_size} exceeds the {train_sequences} training sequences; lower "
+            f"trainer.batch_size={batch_size} exceeds the {train_samples} {what}; lower "
             "trainer.batch_size or use more data"
         )
 
@@ -134,9 +140,13 @@ def check_sampled_candidates(evaluation: Any, split: SplitData, item_seq: torch.
             evaluation.candidates(samples, item_seq, split.num_items)
 
 
-def batch_positions(split: SplitData, max_seq_len: int, batch_size: int) -> tuple[int, int]:
+def batch_positions(
+    split: SplitData, max_seq_len: int, batch_size: int, one_target_per_sample: bool = False
+) -> tuple[int, int]:
     """(fewest, most) supervised positions one training batch of `batch_size` sequences can hold: each
-    sequence gives min(events - 1, max_seq_len) positions."""
+    sequence gives min(events - 1, max_seq_len) positions (one, with batches.one_target_per_sample)."""
+    if one_target_per_sample:
+        return batch_size, batch_size
     positions = torch.clamp(split.train_end - split.train_start - 1, max=max_seq_len).sort().values
     return int(positions[:batch_size].sum()), int(positions[-batch_size:].sum())
 

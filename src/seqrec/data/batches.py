@@ -34,6 +34,7 @@ class TrainTensors:
 
     item_seq [E], sequence_start, sequence_end [N] int64: row n's whole training sequence (not only its
     last L positions) is item_seq[sequence_start[n]:sequence_end[n]], for objectives that need it.
+    last_position_only: only each row's last position is a target (seqrec.data.target_samples); else all.
     """
 
     inputs: torch.Tensor
@@ -42,6 +43,7 @@ class TrainTensors:
     item_seq: torch.Tensor
     sequence_start: torch.Tensor
     sequence_end: torch.Tensor
+    last_position_only: bool = False
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -49,10 +51,16 @@ class TrainTensors:
     @property
     def num_events(self) -> int:
         """Supervised positions per epoch (one per target)."""
-        return int(self.lengths.sum())
+        return len(self) if self.last_position_only else int(self.lengths.sum())
+
+    @property
+    def sample_name(self) -> str:
+        """What a row is, for messages."""
+        return "training samples (target events)" if self.last_position_only else "training sequences"
 
     def to(self, device: torch.device | str) -> TrainTensors:
-        return TrainTensors(*(tensor.to(device) for tensor in vars(self).values()))
+        tensors = (value.to(device) for value in vars(self).values() if isinstance(value, torch.Tensor))
+        return TrainTensors(*tensors, last_position_only=self.last_position_only)
 
 
 def pack_train_sequences(split: SplitData, max_len: int) -> TrainTensors:
@@ -71,7 +79,7 @@ def train_item_counts(train: TrainTensors, num_items: int) -> torch.Tensor:
 
 class TrainBatch(NamedTuple):
     """inputs, targets: [B, L] int64 with L the batch's longest row; lengths: [B]; positions: [N] int64
-    flat indices (row * L + t) of the real positions, computed on the host so the training step never
+    flat indices (row * L + t) of the supervised positions (every real one, or each row's last), computed on the host so the training step never
     waits for the device; sequence_start, sequence_end: [B] int64, each row's whole training sequence in
     TrainTensors.item_seq."""
 
@@ -92,7 +100,7 @@ class TrainBatches:
     def __init__(self, train: TrainTensors, batch_size: int, seed: int):
         if batch_size > len(train):
             raise ValueError(
-                f"trainer.batch_size={batch_size} exceeds the {len(train)} training sequences; "
+                f"trainer.batch_size={batch_size} exceeds the {len(train)} {train.sample_name}; "
                 "lower trainer.batch_size or use more data"
             )
         self.train = train
@@ -111,8 +119,11 @@ class TrainBatches:
             rows = order[i * self.batch_size : (i + 1) * self.batch_size]
             lengths = self.host_lengths[rows]
             width = int(lengths.max())
-            real = self.offsets[None, :width] < lengths[:, None]
-            positions = real.flatten().nonzero().squeeze(1)
+            if self.train.last_position_only:
+                positions = torch.arange(len(rows)) * width + lengths - 1
+            else:
+                real = self.offsets[None, :width] < lengths[:, None]
+                positions = real.flatten().nonzero().squeeze(1)
             if device.type == "cuda":
                 rows, positions = rows.pin_memory(), positions.pin_memory()
             rows = rows.to(device, non_blocking=True)
