@@ -266,11 +266,15 @@ class SasRecBackbone(nn.Module):
         self.final_norm = (
             LayerNorm(embedding_dim, layer_norm_eps, options.norm_positions) if norm_first else None
         )
-        # Optional parts come last, so that without them the initial weights are drawn as before.
+        initialise(self, init)
+        # Optional parts are built and initialised after the rest, whose initial weights they leave as
+        # they are without them.
         self.padding_embedding = nn.Embedding(1, embedding_dim) if padding_embedding else None
         self.query_projection = nn.Linear(embedding_dim, embedding_dim) if query_projection else None
         self.item_projection = nn.Linear(embedding_dim, embedding_dim) if item_projection else None
-        initialise(self, init)
+        for part in (self.padding_embedding, self.query_projection, self.item_projection):
+            if part is not None:
+                initialise(part, init)
 
     @property
     def item_embeddings(self) -> torch.Tensor:
