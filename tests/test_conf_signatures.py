@@ -68,13 +68,14 @@ def _schema_defaults(schema) -> dict:
 def test_schema_defaults_match_the_yaml_files_and_the_model_signature():
     from omegaconf import MISSING
 
-    from seqrec.config import ModelConfig, PreprocessConfig, SeqrecConfig, TrainerConfig
+    from seqrec.config import BatchesConfig, ModelConfig, PreprocessConfig, SeqrecConfig, TrainerConfig
     from seqrec.model import SasRecBackbone
 
     trainer = yaml.safe_load((CONF / "trainer" / "default.yaml").read_text())
     assert _schema_defaults(TrainerConfig) == trainer
     root = yaml.safe_load((CONF / "config.yaml").read_text())
     assert _schema_defaults(PreprocessConfig) == root["preprocess"]
+    assert _schema_defaults(BatchesConfig) == root["batches"]
     assert _schema_defaults(SeqrecConfig)["cache_dir"] == "~/.cache/seqrec"  # config.yaml's fallback
     assert "'~/.cache/seqrec'" in root["cache_dir"]
     parameters = inspect.signature(SasRecBackbone).parameters

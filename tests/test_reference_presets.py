@@ -1,5 +1,6 @@
-"""The sasrec_original and ms_recommenders presets: every pinned value against the reference it comes
-from, and each preset end to end for a few steps (MovieLens-100K; an Amazon-format file made here)."""
+"""The sasrec_original, ms_recommenders and two_tower presets: every pinned value against the reference it
+comes from, and each preset end to end for a few steps (MovieLens-100K; Amazon-format and click-log files made
+here)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from seqrec import compare
 from seqrec.stats import CONF_DIR
 from test_amazon_source import write
 from test_app import run_in_process
+from test_news_clicks_source import click_rows, write_clicks
 
 # The shared GroupLens file lies beside the checkout (../shared); SEQREC_ML100K points elsewhere.
 ML_100K = Path(
@@ -175,7 +177,105 @@ MS_RECOMMENDERS = {
     "evaluation.exclude": "training",
     "evaluation.ks": [5, 10, 20],
 }
-PRESETS = {"sasrec_original": SASREC_ORIGINAL, "ms_recommenders": MS_RECOMMENDERS}
+# The in-batch tutorial (reference 004, Part A), by cell: "data" (reading train_hist / valid_last and the
+# DEBUG settings), "samples" (the next-item sample loop), "model" (build_sasrec_inbatch and its call),
+# "training" (compile and fit), "index" (the FAISS index and evaluate_recall); "Keras" marks a library default
+# the tutorial relies on without stating it.
+TWO_TOWER = {
+    # Data: the competition's click log (user_id, click_article_id, click_timestamp), sorted by user and time;
+    # no filtering of users or articles.
+    "choices.dataset": "news_clicks",
+    "dataset.user_column": "user_id",
+    "dataset.item_column": "click_article_id",
+    "dataset.timestamp_column": "click_timestamp",
+    "preprocess.user_core": 1,
+    "preprocess.item_core": 1,
+    "preprocess.kcore_passes": None,
+    "preprocess.kcore_order": "together",
+    "preprocess.min_rating": None,
+    "preprocess.duplicates": "keep",  # repeated clicks on an article stay events of the history
+    "preprocess.drop_exact_duplicates": True,  # not shown (an earlier notebook builds train_hist): seqrec's
+    # Data and index: each user's last click (valid_last) is evaluated with all earlier clicks as history.
+    # seqrec also needs a validation target: the click before it; users with 3+ clicks are evaluated.
+    "choices.split": "loo",
+    "split.min_events": 3,
+    # Samples: one target per sample, at most MAX_SAMPLES_PER_USER = 20 (DEBUG) positions per user drawn
+    # without replacement among the last 3 * 20 = 60, history = the 50 clicks before the target.
+    "batches.one_target_per_sample": True,
+    "batches.max_targets_per_user": 20,
+    "batches.targets_drawn_from_last": 60,
+    "model.max_seq_len": 50,
+    # Model: emb_dim 64, num_heads 2, num_blocks 2, ff_dim 128, dropout 0.2.
+    "model.embedding_dim": 64,
+    "model.num_heads": 2,
+    "model.num_layers": 2,
+    "model.ffn_dim": 128,
+    "model.dropout": 0.2,
+    "model.embedding_dropout": 0.2,  # Dropout on item + position embeddings
+    # Model: x + MHA(LN(x), LN(x)) with dropout on the weights only (Keras),
+    # x + Dense(Dropout(Dense_relu(LN(x)))), no dropout on either output, a final LN; Keras's
+    # LayerNormalization epsilon 1e-3; MHA has an output projection; item embeddings are not scaled.
+    "model.norm_first": True,
+    "model.norm_keys_values": True,
+    "model.residual_from_norm": False,
+    "model.ffn_norm": True,
+    "model.norm_per_position": False,
+    "model.layer_norm_eps": 1e-3,
+    "model.activation": "relu",
+    "model.attention_out_projection": True,
+    "model.attention_output_dropout": False,
+    "model.ffn_output_dropout": False,
+    "model.scale_item_embeddings": False,
+    # Samples and model: left padding with id 0 in a 50-slot window whose slot index is the position (so the
+    # newest item always has the same position); the padding row's mask is lost at the added position
+    # embedding (Keras), so attention sees the padding slots, each the padding embedding plus its position.
+    "model.position_order": "backward",
+    "model.attend_padding": True,
+    "model.padding_embedding": True,
+    # Keras: Embedding U(-0.05, 0.05), Dense Glorot uniform with zero bias, MultiHeadAttention kernels with
+    # their own Glorot fans.
+    "model.init": "keras_attention",
+    # Model: the last state through Dense(64) and l2_normalize; the target item's embedding through Dense(64)
+    # and l2_normalize; logits = their products / temperature.
+    "choices.model": "two_tower",
+    "model.query_projection": True,
+    "model.item_projection": True,
+    "model.similarity": "cosine",
+    # Model: inbatch_symmetric_loss, labels = range(batch) (repeated items are not masked), temperature 0.05;
+    # training: the whole batch of 1024 is the logit matrix.
+    "choices.loss": "inbatch_symmetric",
+    "loss.num_negatives": 1023,
+    "loss.temperature": 0.05,
+    "loss.remove_accidental_hits": False,
+    # Training: Adam(2e-4) with Keras's betas and epsilon 1e-7, batch 1024, 3 epochs, float32, no clipping.
+    "trainer.epochs": 3,
+    "trainer.batch_size": 1024,
+    "trainer.lr": 2e-4,
+    "trainer.weight_decay": 0.0,
+    "trainer.adam_betas": [0.9, 0.999],
+    "trainer.adam_eps": 1e-7,
+    "trainer.grad_clip_norm": None,
+    "trainer.bf16": False,
+    "trainer.patience": None,
+    "trainer.max_steps": None,
+    # Not in the tutorial (it evaluates only the final weights): validation after every epoch, the best by the
+    # tutorial's metric.
+    "trainer.eval_every_steps": None,
+    "trainer.eval_every_epochs": 1,
+    "trainer.validate_at_end": True,
+    "trainer.select_metric": "hitrate@20",
+    # Index: exact inner products over every item (an exact flat index ranks as the full catalog does),
+    # HitRate@20 and NDCG@20, the user's clicked items never recommended.
+    "choices.evaluation": "full",
+    "evaluation.ks": [5, 10, 20],
+    "evaluation.exclude_seen": True,
+}
+PRESETS = {"sasrec_original": SASREC_ORIGINAL, "ms_recommenders": MS_RECOMMENDERS, "two_tower": TWO_TOWER}
+# Pins for objectives other than the preset's own, checked with that objective chosen.
+OTHER_LOSS_PINS = {
+    # Not in the tutorial: the full softmax with the tutorial's head and temperature (experiments/two_tower).
+    "two_tower": {"softmax": {"loss.temperature": 0.05, "loss.detach_item_table": False}},
+}
 
 
 def composed(experiment: str, overrides: tuple[str, ...] = ()):
@@ -211,7 +311,12 @@ def test_every_pinned_value_matches_the_reference(experiment):
     expected = PRESETS[experiment]
     cfg = composed(experiment)
     assert {key: value_at(cfg, key) for key in expected} == expected
-    assert pinned_keys(experiment) <= set(expected), "a pinned value has no expected entry"
+    others = OTHER_LOSS_PINS.get(experiment, {})
+    for loss, pins in others.items():
+        cfg = composed(experiment, (f"loss={loss}",))
+        assert {key: value_at(cfg, key) for key in pins} == pins
+    checked = set(expected).union(*others.values())
+    assert pinned_keys(experiment) <= checked, "a pinned value has no expected entry"
 
 
 # ---------------------------------------------------------------- end to end
@@ -336,3 +441,24 @@ def test_stats_command_shows_the_kcore_settings(tmp_path, capsys):
     assert printed == stats
     assert (stats["kcore_passes"], stats["kcore_pass_limit"], stats["kcore_order"]) == (1, 1, "items_first")
     assert isinstance(stats["kcore_converged"], bool)
+
+
+@pytest.mark.slow
+def test_two_tower_runs_on_a_click_log(tmp_path):
+    rows = click_rows(num_users=150)
+    path = write_clicks(tmp_path / "train_click_log.csv", rows)
+    overrides = ["experiment=two_tower", f"dataset.path={path}", *FAST, "trainer.max_steps=2"]
+    record = run_in_process(overrides, tmp_path / "run")
+    assert record["status"] == "completed" and record["steps"] == 2
+    assert record["timings"]["train_events"] == 2 * 1024  # one target per sample
+    stats = record["dataset_stats"]
+    clicks = Counter(row[0] for row in rows)
+    assert stats["users"] == 150 and stats["test_samples"] == sum(n >= 3 for n in clicks.values())
+    ranks = pl.read_parquet(tmp_path / "run" / "test_ranks.parquet")
+    last_click = {row[0]: row[1] for row in sorted(rows, key=lambda row: row[2])}
+    assert dict(zip(ranks["user"], ranks["item"], strict=True)) == {
+        user: item for user, item in last_click.items() if clicks[user] >= 3
+    }
+    assert ranks["rank"].max() <= stats["items"]
+    test = record["metrics"]["test"]
+    assert test["hitrate@20"] == pytest.approx((ranks["rank"] <= 20).mean())

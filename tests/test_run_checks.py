@@ -64,10 +64,11 @@ def test_unknown_keys_and_unreachable_metrics_fail_before_any_data_is_read(
 def test_every_preset_and_option_passes_the_key_check():
     overrides = [
         [f"{group}={option.stem}"]
-        for group in ("experiment", "dataset", "loss", "split", "evaluation", "logger", "debug")
+        for group in ("experiment", "dataset", "model", "loss", "split", "evaluation", "logger", "debug")
         for option in sorted((CONF_DIR / group).glob("*.yaml"))
     ]
     overrides += [["experiment=seminar", f"loss={loss}"] for loss in ("bce", "logq", "softmax", "inbatch")]
+    overrides += [["experiment=two_tower", "loss=softmax"], ["experiment=two_tower", "model=sasrec"]]
     for override in overrides:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             assert unknown_keys(compose(config_name="config", overrides=override)) == [], override

@@ -11,10 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqrec.errors import ConfigError
 from seqrec.losses.base import CatalogStats, ObjectiveInput
 from seqrec.losses.inbatch_symmetric import InBatchSymmetric
 from seqrec.losses.softmax import Softmax
 from seqrec.model import SasRecBackbone
+from test_app import SMOKE, run_in_process
 
 TWO_TOWER = dict(query_projection=True, item_projection=True, similarity="cosine")
 
@@ -231,3 +233,11 @@ def test_a_detached_cosine_table_gets_no_gradient_from_the_output_side():
     used_as_input[batch.sequences[torch.arange(3)[None, :] < batch.lengths[:, None]]] = True
     grad = model.item_embedding.weight.grad.abs().sum(dim=1)
     assert (grad[~used_as_input] == 0).all() and (grad[used_as_input] > 0).all()
+
+
+def test_a_detached_table_with_an_item_projection_fails_before_any_data_is_read(tmp_path):
+    overrides = [*SMOKE, "model=two_tower", "loss=softmax", "loss.detach_item_table=true"]
+    with pytest.raises(ConfigError) as error:
+        run_in_process(overrides, tmp_path / "run")
+    assert "model.item_projection" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()

@@ -269,14 +269,14 @@ def _batches_problems(batches: DictConfig) -> list[str]:
     if most is not None and most < 1:
         problems.append(f"batches.max_targets_per_user must be >= 1 or null, got {most}")
     if pool is not None and most is None:
-        problems.append("batches.targets_drawn_from_last needs batches.max_targets_per_user (how many to draw)")
+        problems.append("batches.targets_drawn_from_last needs batches.max_targets_per_user (how many)")
     elif pool is not None and pool < most:
         problems.append(
             f"batches.targets_drawn_from_last={pool} must be >= batches.max_targets_per_user={most}"
         )
     if most is not None and not batches.one_target_per_sample:
         problems.append(
-            "batches.max_targets_per_user needs batches.one_target_per_sample=true (a sample per target event)"
+            "batches.max_targets_per_user needs batches.one_target_per_sample=true (a sample per target)"
         )
     return problems
 

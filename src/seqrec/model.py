@@ -346,7 +346,7 @@ class SasRecBackbone(nn.Module):
             frame_positions = source
         if self.padding_embedding is None:
             frame = frame.masked_fill(~is_real[..., None], 0.0)
-        else:  # a padding item's embedding plus the slot's position embedding, as a Keras table with mask_zero
+        else:  # a padding item's embedding plus the slot's position, as a Keras table with mask_zero
             padding = self.padding_embedding.weight[0] + self.position_embedding(frame_positions)
             frame = torch.where(is_real[..., None], frame, self.embedding_dropout(padding))
         frame = self._encode(frame, frame_positions)
@@ -427,8 +427,8 @@ def _check_hyperparameters(**h) -> None:
             )
     if h["padding_embedding"] and not h["attend_padding"]:
         raise ValueError(
-            "model.padding_embedding=true gives padding slots an embedding, but only model.attend_padding=true "
-            "has padding slots that attention sees; set model.attend_padding=true or padding_embedding=false"
+            "model.padding_embedding=true gives padding slots an embedding, but only with "
+            "model.attend_padding=true does attention see padding slots; set it or padding_embedding=false"
         )
     if h["layout"] == "packed" and h["attend_padding"]:
         raise ValueError(

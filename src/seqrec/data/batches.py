@@ -79,9 +79,9 @@ def train_item_counts(train: TrainTensors, num_items: int) -> torch.Tensor:
 
 class TrainBatch(NamedTuple):
     """inputs, targets: [B, L] int64 with L the batch's longest row; lengths: [B]; positions: [N] int64
-    flat indices (row * L + t) of the supervised positions (every real one, or each row's last), computed on the host so the training step never
-    waits for the device; sequence_start, sequence_end: [B] int64, each row's whole training sequence in
-    TrainTensors.item_seq."""
+    flat indices (row * L + t) of the supervised positions (every real one, or each row's last), computed
+    on the host so the training step never waits for the device; sequence_start, sequence_end: [B] int64,
+    each row's whole training sequence in TrainTensors.item_seq."""
 
     inputs: torch.Tensor
     targets: torch.Tensor

@@ -15,7 +15,9 @@ class InBatchSymmetric(Objective):
     (unless remove_accidental_hits is false, as in the two-tower tutorial: a repeated item is then a
     negative of its own query); loss = (row-wise CE + column-wise CE) / 2."""
 
-    def __init__(self, num_negatives: int = 255, temperature: float = 0.1, remove_accidental_hits: bool = True):
+    def __init__(
+        self, num_negatives: int = 255, temperature: float = 0.1, remove_accidental_hits: bool = True
+    ):
         super().__init__()
         require(num_negatives >= 1, f"loss.num_negatives must be >= 1, got {num_negatives}")
         require(temperature > 0, f"loss.temperature must be > 0, got {temperature}")
