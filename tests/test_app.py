@@ -194,7 +194,9 @@ def test_every_option_of_every_group_composes_and_instantiates(tmp_path, group, 
     log_file.write_text("user,item,timestamp\n1,2,3\n")
     review_file = tmp_path / "reviews.json"
     review_file.write_text('{"reviewerID": "A", "asin": "B", "overall": 5.0, "unixReviewTime": 3}\n')
-    paths = {"file": log_file, "amazon": review_file}
+    click_file = tmp_path / "train_click_log.csv"
+    click_file.write_text("user_id,click_article_id,click_timestamp\n1,2,1507029570190\n")
+    paths = {"file": log_file, "amazon": review_file, "news_clicks": click_file}
     overrides = [f"{group}={option}"] + ([f"dataset.path={paths[option]}"] if option in paths else [])
     cfg = compose_run_config(overrides, tmp_path)
     node = cfg[group]
