@@ -240,3 +240,16 @@ def test_a_pruned_trial_is_recorded_as_pruned_without_test_metrics(tmp_path):
     assert not (folder / "test_ranks.parquet").exists()
     reported = optuna.load_study(study_name="bce", storage=open_storage(spec)).trials[1].intermediate_values
     assert list(reported) == [record["pruned_at_step"]]
+
+
+def test_a_frozen_preset_keeps_interpolations_and_leaves_out_the_data_path(tmp_path):
+    from seqrec.tune.presets import freeze
+
+    cfg = compose_run(["experiment=objectives", "dataset.path=/data/u.data", "loss=logq", "trainer.lr=0.002"])
+    path = tmp_path / "experiment" / "tuned-logq.yaml"
+    freeze(cfg, path, ["header"])
+    text = path.read_text()
+    assert (
+        "cache_dir: ${cache_dir}" in text and "/data/u.data" not in text
+    )  # ml-100k's cache_dir interpolates
+    assert "override /dataset: ml-100k" in text and "lr: 0.002" in text

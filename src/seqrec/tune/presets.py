@@ -62,7 +62,7 @@ def freeze(cfg: DictConfig, path: Path, header: list[str]) -> None:
         values.pop(key, None)
     values["model"].pop("num_items", None)
     values["dataset"].pop("path", None)  # where the data lies is each user's own: give dataset.path=PATH
-    values = OmegaConf.to_container(OmegaConf.create(values), resolve=True)
+    # Interpolations stay as written (e.g. dataset.cache_dir: ${cache_dir}): they resolve in the run.
     preset = {"defaults": [{f"override /{g}": choice} for g, choice in choices.items()] + ["_self_"]}
     text = "# @package _global_\n" + "".join(f"# {line}\n" for line in header)
     text += OmegaConf.to_yaml(OmegaConf.create(preset | values))
