@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import seqrec.run_names  # noqa: F401  (registers the run-folder name resolver of conf/config.yaml)
 from seqrec.config import resolve_device
+from seqrec.cost import cost_timings
 from seqrec.data.batches import pack_train_sequences, train_item_counts
 from seqrec.data.preprocess import load_log
 from seqrec.data.splits import dataset_statistics
@@ -35,8 +36,9 @@ from seqrec.preflight import (
     effective_objective_settings,
     small_evaluation_warnings,
 )
-from seqrec.records import RunRecorder
+from seqrec.records import OTHER_RANK_COLUMN, RunRecorder
 from seqrec.saved_model import save_model, user_blocks
+from seqrec.segment_keys import sample_keys, segment_definitions
 from seqrec.train import autocast_for, fit, load_checkpoint, prepare_device
 from seqrec.tune.trial import TrialPruned, open_trial
 from seqrec.valid_subset import SUBSET_SEED, validation_subset
@@ -221,11 +223,22 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
 
     load_checkpoint(model, recorder.checkpoint_path)
     model.eval()
+    # Full-catalog protocols rank each sample under both seen-items conventions in the same pass: the
+    # primary one (evaluation.exclude_seen) and the other one (`test_other`), as peers report either.
+    both = {"both_conventions": True} if hasattr(evaluation, "exclude_seen") else {}
     test_started = time.perf_counter()
-    test = evaluation.evaluate(model_scores, split.test, item_seq, max_seq_len, split.num_items)
+    test = evaluation.evaluate(model_scores, split.test, item_seq, max_seq_len, split.num_items, **both)
     test_seconds = time.perf_counter() - test_started
-    recorder.write_test_ranks(test_users, test_items, test.ranks)
+    extra = {OTHER_RANK_COLUMN: test.other.ranks} if test.other is not None else {}
+    if split.item_train_events is not None:
+        extra |= sample_keys(split.test, split.item_train_events)
+        recorder.update(segments=segment_definitions(split.user_train_events, split.item_train_events))
+    recorder.write_test_ranks(test_users, test_items, test.ranks, extra)
     metrics = {"best_valid": result.best_metrics, "test": test.metrics}
+    if test.other is not None:
+        metrics["test_other"] = test.other.metrics
+        valid = evaluation.evaluate(model_scores, split.valid, item_seq, max_seq_len, split.num_items, **both)
+        metrics["best_valid_other"] = valid.other.metrics
     test_user_ids = split.test.user.numpy()
     intervals = metric_intervals(test.ranks.numpy(), evaluation.ks, users=test_user_ids)
     test_ci = {
@@ -267,7 +280,15 @@ def _record_fit(recorder, result, metrics: dict, device, data_seconds: float, te
         "eval_seconds": round(result.eval_seconds + test_seconds, 3),
     }
     if test is not None:
+        timings["test_seconds"] = round(test_seconds, 3)
         timings["test_samples_per_second"] = round(test[1] / max(test_seconds, 1e-9), 1)
+    timings |= cost_timings(
+        result.clock,
+        result.train_events,
+        result.eval_seconds + test_seconds,
+        result.best_step,
+        result.best_train_events,
+    )
     recorder.update(
         metrics=metrics,
         best_step=result.best_step,

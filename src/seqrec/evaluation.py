@@ -29,10 +29,12 @@ _DRAW_CHUNK = 256  # at most this many samples' random keys at a time when drawi
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """metrics: {'dcg@k', 'hitrate@k', 'coverage@k'}; ranks: [S] int64 (CPU), each sample's target rank."""
+    """metrics: {'dcg@k', 'hitrate@k', 'coverage@k'}; ranks: [S] int64 (CPU), each sample's target rank.
+    other: the same samples under the other seen-items convention (FullCatalog with both_conventions)."""
 
     metrics: dict[str, float]
     ranks: torch.Tensor
+    other: EvaluationResult | None = None
 
 
 class FullCatalog:
@@ -41,6 +43,8 @@ class FullCatalog:
     exclude_seen: give -inf to the items of the sample's whole history (not only the truncated model
     input), except the target itself. The target keeps competing even when it repeats an earlier
     event, so a re-consumed item is ranked like any other target instead of getting no rank at all.
+    `evaluate(..., both_conventions=True)` also ranks the same scores under the other convention
+    (`result.other`): one forward pass, both numbers peers report.
     """
 
     def __init__(
@@ -65,17 +69,23 @@ class FullCatalog:
         item_seq: torch.Tensor,
         max_seq_len: int,
         num_items: int,
+        both_conventions: bool = False,
     ) -> EvaluationResult:
-        metrics = RankingMetrics(self.ks, num_items)
+        primary = RankingMetrics(self.ks, num_items)
+        other = RankingMetrics(self.ks, num_items) if both_conventions else None
+        with_seen, without_seen = (other, primary) if self.exclude_seen else (primary, other)
         batch_size = _rows_in_flight(self.batch_size, self.max_scores, num_items)
         for _, batch in _sample_batches(samples, batch_size, item_seq, num_items):
             scores = _score_batch(score_fn, batch, item_seq, max_seq_len, num_items)
-            if self.exclude_seen:
+            if with_seen is not None:
+                with_seen.update(scores, batch.target)
+            if without_seen is not None:
                 target_scores = scores.gather(1, batch.target[:, None])
                 scores[history_events(item_seq, batch.history_start, batch.history_end)] = _MINUS_INF
                 scores.scatter_(1, batch.target[:, None], target_scores)  # the target keeps competing
-            metrics.update(scores, batch.target)
-        return EvaluationResult(metrics.compute(), metrics.ranks())
+                without_seen.update(scores, batch.target)
+        other_result = None if other is None else EvaluationResult(other.compute(), other.ranks())
+        return EvaluationResult(primary.compute(), primary.ranks(), other_result)
 
 
 SAMPLED_EXCLUSIONS = ("history", "training")

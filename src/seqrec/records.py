@@ -29,6 +29,7 @@ from seqrec.run_status import process_identity
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.jsonl"
 RANKS_FILE = "test_ranks.parquet"
+OTHER_RANK_COLUMN = "rank_other"  # the other seen-items convention (metrics.test_other)
 CHECKPOINT_FILE = "best.pt"
 
 
@@ -151,12 +152,21 @@ class RunRecorder:
         with open(self.run_dir / HISTORY_FILE, "a") as history:
             history.write(json.dumps(entry, default=_jsonable) + "\n")
 
-    def write_test_ranks(self, users: np.ndarray, items: np.ndarray, ranks: torch.Tensor) -> None:
+    def write_test_ranks(
+        self, users: np.ndarray, items: np.ndarray, ranks: torch.Tensor, extra: dict | None = None
+    ) -> None:
         """users: [S] original user ids; items: [S] original target item ids (int64, or str for logs
-        with string ids, written as they are so that ranks join back to the catalog); ranks: [S] 1-based."""
-        frame = pl.DataFrame(
-            [_id_column("user", users), _id_column("item", items), pl.Series("rank", ranks.cpu().numpy())]
-        ).cast({"rank": pl.Int64})
+        with string ids, written as they are so that ranks join back to the catalog); ranks: [S] 1-based;
+        extra: more [S] int64 columns by name (the other convention's ranks, segment keys)."""
+        columns = [
+            _id_column("user", users),
+            _id_column("item", items),
+            pl.Series("rank", ranks.cpu().numpy()),
+        ]
+        for name, values in (extra or {}).items():
+            values = values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+            columns.append(pl.Series(name, values, dtype=pl.Int64))
+        frame = pl.DataFrame(columns).cast({"rank": pl.Int64})
         tmp = self.run_dir / f".{RANKS_FILE}.tmp"
         frame.write_parquet(tmp)
         os.replace(tmp, self.run_dir / RANKS_FILE)

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from seqrec.cost import TrainingClock
 from seqrec.data.batches import TrainBatch, TrainBatches, TrainTensors
 from seqrec.errors import UserError
 from seqrec.folders import describe_os_error
@@ -44,6 +45,8 @@ class FitResult:
     train_events: int
     eval_seconds: float
     stopped_early: bool
+    best_train_events: int = 0  # training events seen by the best step
+    clock: TrainingClock | None = None  # wall, process-CPU and CUDA seconds of the training steps
 
 
 class RunningMean:
@@ -123,6 +126,8 @@ def fit(
     autocast = autocast_for(device, settings.bf16)
 
     best_value, best_metrics, best_step, stale, validated_step = -math.inf, {}, 0, 0, -1
+    best_train_events = 0
+    clock = TrainingClock(device)
     step, train_events, eval_seconds, stopped_early = 0, 0, 0.0, False
     # Two running sums: one for the progress log every LOG_EVERY_STEPS, one for each validation entry.
     log_loss = RunningMean(device)
@@ -130,6 +135,7 @@ def fit(
     last_metric = float("nan")
     progress = tqdm(total=total_steps, disable=not settings.progress, desc="train", unit="step", leave=False)
     started = time.perf_counter()
+    clock.start()
 
     def mean_recent_loss(running: RunningMean) -> float:
         value = running.pop()
@@ -142,6 +148,7 @@ def fit(
 
     def run_validation(epoch: float) -> None:
         nonlocal best_value, best_metrics, best_step, stale, eval_seconds, last_metric, validated_step
+        nonlocal best_train_events
         validated_step = step
         train_loss = mean_recent_loss(valid_loss) if valid_loss.count else float("nan")
         # NaN weights would score every item equally and fake a perfect ranking.
@@ -151,6 +158,7 @@ def fit(
                 "lower trainer.lr or set trainer.grad_clip_norm"
             )
         device_sync(device)
+        clock.stop()
         eval_started = time.perf_counter()
         model.eval()
         metrics = validate()
@@ -167,15 +175,19 @@ def fit(
             "epoch": round(epoch, 4),
             "train_loss": train_loss,
             "elapsed_seconds": round(time.perf_counter() - started, 3),
+            "train_events": train_events,
+            "train_cpu_seconds": round(clock.cpu_seconds, 3),
             "valid": metrics,
         }
         recorder.log_validation(entry)
         log_metrics({f"valid/{k}": v for k, v in metrics.items()} | {"epoch": epoch}, step)
         if last_metric > best_value:
             best_value, best_metrics, best_step, stale = last_metric, metrics, step, 0
+            best_train_events = train_events
             save_checkpoint(model, recorder.checkpoint_path)
         else:
             stale += 1
+        clock.start()
 
     model.train()
     epoch = 0
@@ -219,6 +231,7 @@ def fit(
     if validated_step != step and (settings.validate_at_end or validated_step < 0):
         run_validation(step / len(batches))
     device_sync(device)
+    clock.stop()
     progress.close()
     train_seconds = time.perf_counter() - started - eval_seconds
     return FitResult(
@@ -230,6 +243,8 @@ def fit(
         train_events=train_events,
         eval_seconds=eval_seconds,
         stopped_early=stopped_early,
+        best_train_events=best_train_events,
+        clock=clock,
     )
 
 

@@ -89,11 +89,17 @@ def _split_data(
     train_length: np.ndarray,
     extra_stats: dict,
 ) -> SplitData:
+    in_training = np.arange(len(blocks.item)) - blocks.block_start < np.repeat(
+        train_length, blocks.ends - blocks.starts
+    )
+    item_train_events = np.bincount(blocks.item[in_training], minlength=log.num_items).astype(np.int64)
     stats = {
         "train_sequences": len(train_start),
         "train_events": int((train_end - train_start - 1).sum()),
         "valid_samples": len(valid_index),
         "test_samples": len(test_index),
+        **_cold_counts("valid", blocks, valid_index, train_length, item_train_events),
+        **_cold_counts("test", blocks, test_index, train_length, item_train_events),
         **extra_stats,
     }
     return SplitData(
@@ -106,7 +112,24 @@ def _split_data(
         item_ids=log.item_ids,
         stats=stats,
         user_ids=log.user_ids,
+        item_train_events=item_train_events,
+        user_train_events=train_length.astype(np.int64),
     )
+
+
+def _cold_counts(
+    name: str, blocks: _UserBlocks, index: np.ndarray, train_length: np.ndarray, item_train_events: np.ndarray
+) -> dict:
+    """Distinct users of the samples at `index` with no event in the training split, and distinct target
+    items with none: what a model can only guess from other users (cold users) or cannot rank from
+    training at all (cold items)."""
+    user_of_block = np.repeat(np.arange(len(blocks.starts)), blocks.ends - blocks.starts)
+    users = np.unique(user_of_block[index])
+    items = np.unique(blocks.item[index])
+    return {
+        f"{name}_cold_users": int((train_length[users] == 0).sum()),
+        f"{name}_cold_items": int((item_train_events[items] == 0).sum()),
+    }
 
 
 class TimeSplit:

@@ -73,6 +73,9 @@ class SplitData:
     train_start, train_end: [N] int64; training sequence n is item_seq[train_start[n]:train_end[n]]
         (>= 2 events). Its inputs are all but the last event and its targets all but the first.
     item_ids, user_ids: the log's original ids (InteractionLog).
+    item_train_events: [num_items] int64, how often each item occurs in the training split (every event
+        the split assigns to training, whether or not its user's sequence is long enough to train on);
+        None for splits built by hand. Defines item popularity and cold items.
     """
 
     item_seq: torch.Tensor
@@ -84,6 +87,8 @@ class SplitData:
     item_ids: np.ndarray
     stats: dict = field(default_factory=dict)
     user_ids: np.ndarray | None = None
+    item_train_events: np.ndarray | None = None
+    user_train_events: np.ndarray | None = None  # [U] int64: each user's events in the training split
 
     def original_users(self, users: torch.Tensor) -> np.ndarray:
         """[S] original ids of the log's user ids `users` [S] (e.g. EvalSamples.user)."""
