@@ -357,7 +357,7 @@ def test_main_plain_report_ends_with_verdicts_runs_and_rerun_command(tmp_path: P
 def test_main_json_has_a_significance_row_per_objective(tmp_path: Path, capsys):
     write_sweep_with_seed_differences(tmp_path, [0.113, -0.081, 0.018])
 
-    assert compare.main([str(tmp_path), "--format", "json"]) == 0
+    assert compare.main([str(tmp_path), "--format", "json", "--baseline", "bce"]) == 0
 
     report = json.loads(capsys.readouterr().out)
     (row,) = report["significance"]
@@ -374,7 +374,12 @@ def test_main_json_has_a_significance_row_per_objective(tmp_path: Path, capsys):
 
 
 def test_main_markdown_and_chosen_metrics(sweep: Path, capsys):
-    assert compare.main([str(sweep), "--format", "markdown", "--metrics", "dcg@20", "hitrate@5"]) == 0
+    assert (
+        compare.main(
+            [str(sweep), "--format", "markdown", "--metrics", "dcg@20", "hitrate@5", "--baseline", "bce"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| objective | seeds | dcg@20 | hitrate@5 | s to best |" in printed
     assert "## Significance vs bce on dcg@10" in printed
@@ -385,7 +390,9 @@ def test_main_markdown_and_chosen_metrics(sweep: Path, capsys):
 
 def test_main_sample_only_test_is_named_as_such(tmp_path: Path, capsys):
     write_sweep_with_seed_differences(tmp_path, [0.113, -0.081, 0.018])
-    assert compare.main([str(tmp_path), "--test", "samples", "--n-bootstrap", "2000"]) == 0
+    assert (
+        compare.main([str(tmp_path), "--test", "samples", "--n-bootstrap", "2000", "--baseline", "bce"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "these trained models, test-sample noise only" in printed
     assert "- these trained models: softmax dcg@10 +0.0167 [" in printed

@@ -3,6 +3,7 @@
 python -m seqrec.compare multirun/2026-01-01/12-00-00                      # plain text for a terminal
 python -m seqrec.compare SWEEP_A SWEEP_B --baseline bce --metric dcg@10    # several sweep folders
 python -m seqrec.compare SWEEP --format markdown | json   --plots          # pages, scripts, figures
+python -m seqrec.compare SWEEP --pairs all --segments --exclude-seen true  # every pair, where, convention
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import polars as pl
 
 from seqrec.compare.budget import budget_flags, budget_json, flagged_verdict, format_budget
+from seqrec.compare.conventions import parse_convention, with_convention
+from seqrec.compare.cost import cost_table, format_cost
 from seqrec.compare.plots import save_figures
 from seqrec.compare.protocols import (
     ProtocolGroup,
@@ -29,7 +32,9 @@ from seqrec.compare.protocols import (
     variant_of,
     where,
 )
+from seqrec.compare.ranking import BEST, PAIRINGS, all_pairs, best_objective, first_place, pairs_heading
 from seqrec.compare.runs import RunRecord, RunScan, scan_run_dirs
+from seqrec.compare.segments import SegmentsNeedRerun, format_segments, segment_table
 from seqrec.compare.significance import (
     METHODS,
     TESTS,
@@ -76,6 +81,13 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     budget: tuple = ((), {})  # seqrec.compare.budget.budget_flags of the shown runs: (per run, per objective)
     tuning: list = field(default_factory=list)  # seqrec.compare.tuning.StudyView of each tuned sweep
+
+    pairs: str = "baseline"  # "baseline": each objective vs the baseline; "all": every pair
+    first_place: str | None = None  # which objectives are statistically tied for first
+    segments: pl.DataFrame | None = None
+    segments_note: str | None = None  # why there are no segments (e.g. runs that predate them)
+    cost: pl.DataFrame | None = None
+    exclude_seen: bool | None = None  # the seen-items convention asked for (None: each run's primary)
 
     @property
     def mixed(self) -> bool:
@@ -136,23 +148,40 @@ def compare(
     test: str = "seeds",
     n_bootstrap: int = 10_000,
     allow_mixed: bool = False,
+    pairs: str = "baseline",
+    segments: bool = False,
+    history_edges: Sequence[int] | None = None,
+    exclude_seen: bool | None = None,
 ) -> Comparison:
     """The comparison of the scan's runs. Runs of different protocols or test sets raise MixedProtocols
     (a ValueError naming what differs) unless `allow_mixed`; then rows are labelled with what differs and
-    significance stays within the baseline's protocol and test set."""
+    significance stays within the baseline's protocol and test set.
+
+    baseline: an objective, or None / "best" (default): the best mean on `metric` against every other.
+    pairs="all": every pair instead, Holm over all. segments: per-segment metrics and differences.
+    exclude_seen: compare under this seen-items convention (runs record both)."""
+    if pairs not in PAIRINGS:
+        raise ValueError(f"pairs must be one of {PAIRINGS}, got {pairs!r}")
+    scan = RunScan(with_convention(scan.runs, exclude_seen), scan.skipped)
     runs, groups = group_runs(_select(scan.runs, objectives), allow_mixed)
     labels = list(dict.fromkeys(run.objective for run in runs))
     table = results_table(runs, metrics=metrics, split=split, objectives=_expand(objectives, labels))
     shown = table["objective"].to_list()
-    comparison = Comparison(list(sources), scan, split, table, metric=metric, test=test)
+    comparison = Comparison(list(sources), scan, split, table, metric=metric, test=test, pairs=pairs)
     comparison.runs, comparison.groups = runs, groups
+    comparison.exclude_seen = exclude_seen
     comparison.ceilings = [(group, found) for group in groups if (found := _group_ceiling(group))]
     comparison.budget = budget_flags([run for run in runs if run.objective in shown])
     comparison.tuning = study_views(sources)
     if len(groups) == 1 and comparison.ceilings:
         comparison.ceiling = comparison.ceilings[0][1]
+    if all(run.dir is not None for run in runs):
+        comparison.cost = cost_table(runs, shown)
     if len(shown) > 1:
-        chosen = (_expand([baseline], shown) or [baseline])[0] if baseline else shown[0]
+        if baseline in (None, BEST):
+            chosen = best_objective(runs, metric, shown, split)
+        else:
+            chosen = (_expand([baseline], shown) or [baseline])[0]
         if chosen not in shown:
             raise ValueError(f"baseline {chosen!r} has no completed run; objectives: {shown}")
         comparison.baseline = chosen
@@ -165,27 +194,38 @@ def compare(
                 f"than the baseline {chosen}; nothing is tested across protocols or test sets."
             )
         if len(tested) > 1:
-            comparison.significance = paired_significance(
-                [run for run in runs if run.objective in tested],
-                chosen,
-                metric,
-                test=test,
-                split=split,
-                objectives=tested,
-                n_bootstrap=n_bootstrap,
-            )
+            tested_runs = [run for run in runs if run.objective in tested]
+            options = {"test": test, "split": split, "n_bootstrap": n_bootstrap}
+            if pairs == "all":
+                comparison.significance = all_pairs(tested_runs, metric, tested, **options)
+            else:
+                comparison.significance = paired_significance(
+                    tested_runs, chosen, metric, objectives=tested, **options
+                )
+                in_table = set(comparison.significance["objective"])
+                missing = [name for name in tested if name != chosen and name not in in_table]
+                if missing:
+                    comparison.notes.append(
+                        f"No significance row for {', '.join(missing)}: "
+                        + (
+                            "no run with test ranks"
+                            if test == "samples"
+                            else "no seed shared with the baseline"
+                        )
+                        + f" ({chosen})."
+                    )
             flags = comparison.budget[1]
             rows = comparison.significance.select("verdict", "objective", "baseline").rows()
             verdicts = [flagged_verdict(text, objective, base, flags) for text, objective, base in rows]
             comparison.significance = comparison.significance.with_columns(pl.Series("verdict", verdicts))
-            in_table = set(comparison.significance["objective"])
-            missing = [name for name in tested if name != chosen and name not in in_table]
-            if missing:
-                comparison.notes.append(
-                    f"No significance row for {', '.join(missing)}: "
-                    + ("no run with test ranks" if test == "samples" else "no seed shared with the baseline")
-                    + f" ({chosen})."
-                )
+            best = best_objective(tested_runs, metric, tested, split)
+            if pairs == "all" or chosen == best:
+                comparison.first_place = first_place(comparison.significance, best, metric)
+            if segments:
+                try:
+                    comparison.segments = segment_table(tested_runs, chosen, metric, tested, history_edges)
+                except SegmentsNeedRerun as error:
+                    comparison.segments_note = f"Segments: {error}"
     return comparison
 
 
@@ -263,9 +303,14 @@ def format_report(comparison: Comparison, style: str = "plain", command: str | N
     elif significance is None:
         parts.append("Significance: only one objective, nothing to compare.")
     else:
-        title = significance_heading(significance, comparison.baseline, comparison.metric)
+        if comparison.pairs == "all":
+            title = pairs_heading(significance, comparison.metric)
+        else:
+            title = significance_heading(significance, comparison.baseline, comparison.metric)
         parts.append(heading + _wrapped(title, style))
         parts.append(format_significance(significance, style=style))
+        if comparison.first_place:
+            parts.append(_wrapped(comparison.first_place, style))
         methods = significance["method"].unique(maintain_order=True).to_list()
         meaning = " ".join(INTERVALS_MEAN[m] for m in methods)
         if "samples" not in methods:
@@ -274,6 +319,17 @@ def format_report(comparison: Comparison, style: str = "plain", command: str | N
     parts += [_wrapped(note, style) for note in comparison.notes]
     parts += [_wrapped(text, style) for text in [format_budget(*comparison.budget, style)] if text]
     parts += [format_study(view, style) for view in comparison.tuning]
+    if comparison.segments is not None:
+        parts.append(_wrapped_last(format_segments(comparison.segments, style), style))
+    elif comparison.segments_note:
+        parts.append(comparison.segments_note)  # one line, however long: it names a run folder
+    if comparison.cost is not None:
+        parts.append(_wrapped_last(format_cost(comparison.cost, style), style, paragraphs=True))
+    if comparison.exclude_seen is not None:
+        parts.append(
+            f"Seen items: evaluation.exclude_seen={str(comparison.exclude_seen).lower()} for every run "
+            "(each run records both conventions in one evaluation pass)."
+        )
     parts.append(comparison.scan.note())
     if comparison.figures:
         parts.append("Figures: " + ", ".join(str(path) for path in comparison.figures) + " (and .pdf)")
@@ -292,6 +348,13 @@ def tuning_only_report(sources: Sequence[str], style: str, scan: RunScan) -> str
     parts = [format_study(view, style) for view in views]
     parts.append("No completed final run yet: no test metrics, no verdicts.\n" + scan.note())
     return "\n\n".join(parts)
+
+
+def _wrapped_last(text: str, style: str, paragraphs: bool = False) -> str:
+    """Wrap the prose paragraph(s) after a table: the last one, or every paragraph after the first table."""
+    blocks = text.split("\n\n")
+    start = 2 if paragraphs else len(blocks) - 1
+    return "\n\n".join(blocks[:start] + [_wrapped(block, style) for block in blocks[start:]])
 
 
 def _finite(value):
@@ -354,6 +417,12 @@ def report_json(comparison: Comparison) -> str:
         "test": comparison.test,
         "methods": METHODS,
         "significance": significance.to_dicts() if significance is not None else [],
+        "pairs": comparison.pairs,
+        "first_place": comparison.first_place,
+        "exclude_seen": comparison.exclude_seen,
+        "segments": comparison.segments.to_dicts() if comparison.segments is not None else None,
+        "segments_note": comparison.segments_note,
+        "cost": comparison.cost.to_dicts() if comparison.cost is not None else None,
         "runs": len(comparison.scan.runs),
         "skipped": [{"location": s.location, "reason": s.reason} for s in comparison.scan.skipped],
         "figures": [str(path) for path in comparison.figures],
@@ -364,12 +433,16 @@ def report_json(comparison: Comparison) -> str:
 
 
 def default_metrics(style: str, metric: str) -> tuple[str, ...]:
-    """Terminal tables show the quality, hit rate and coverage at the significance metric's cutoff; pages and
-    JSON show every protocol metric."""
-    if style != "plain":
+    """Terminal and markdown tables show the quality, hit rate and coverage at the significance metric's
+    cutoff; JSON shows every protocol metric (`--metrics all` everywhere)."""
+    if style == "json":
         return PROTOCOL_METRICS
     k = metric.partition("@")[2] or "10"
     return (f"dcg@{k}", f"hitrate@{k}", f"coverage@{k}")
+
+
+def _metrics_argument(metrics: Sequence[str] | None) -> Sequence[str] | None:
+    return PROTOCOL_METRICS if metrics and [m.lower() for m in metrics] == ["all"] else metrics
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -383,9 +456,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from Weights & Biases instead")
     parser.add_argument("--group", help="W&B run group (with --wandb)")
-    parser.add_argument("--baseline", help="objective the others are tested against (default: first row)")
+    parser.add_argument(
+        "--baseline",
+        help="objective the others are tested against; best (default): the best mean on --metric",
+    )
+    parser.add_argument(
+        "--pairs",
+        choices=PAIRINGS,
+        default="baseline",
+        help="baseline (default): each objective vs the baseline; all: every pair, Holm over all pairs",
+    )
     parser.add_argument("--metric", default="dcg@10", help="metric of the paired test (default dcg@10)")
-    parser.add_argument("--metrics", nargs="+", help="table columns (default: @k of --metric on a terminal)")
+    parser.add_argument(
+        "--metrics", nargs="+", help="table columns (default: @k of --metric; all: every protocol metric)"
+    )
+    parser.add_argument(
+        "--segments",
+        action="store_true",
+        help="metric and paired difference per segment: user history length, target popularity, cold",
+    )
+    parser.add_argument(
+        "--history-edges",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="user history bins [1,N1), [N1,N2), ... (default: quartiles of the training split's users)",
+    )
+    parser.add_argument(
+        "--exclude-seen",
+        metavar="true|false",
+        help="compare under this seen-items convention (runs record both; default: each run's own)",
+    )
     parser.add_argument("--objectives", nargs="+", help="objectives to show, in this order (default: all)")
     parser.add_argument("--split", default="test", help="metrics split of run.json to tabulate")
     parser.add_argument(
@@ -426,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         comparison = compare(
             scan,
             sources,
-            metrics=args.metrics or default_metrics(args.style, args.metric),
+            metrics=_metrics_argument(args.metrics) or default_metrics(args.style, args.metric),
             baseline=args.baseline,
             metric=args.metric,
             objectives=args.objectives,
@@ -434,6 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             test=args.test,
             n_bootstrap=args.n_bootstrap,
             allow_mixed=args.allow_mixed,
+            pairs=args.pairs,
+            segments=args.segments,
+            history_edges=args.history_edges,
+            exclude_seen=parse_convention(args.exclude_seen),
         )
         if args.plots:
             folder = args.figures_dir or (

@@ -11,6 +11,8 @@ import polars as pl
 
 from seqrec.compare.runs import RunRecord
 
+CPU_SECONDS = "train_cpu_seconds"  # history.jsonl: training CPU seconds of the process so far
+
 
 def validation_curves(runs: Sequence[RunRecord]) -> pl.DataFrame:
     """Long frame: objective, seed, step, epoch, train_loss, elapsed_seconds, one column per valid metric."""
@@ -45,6 +47,7 @@ def _summary(curves: pl.DataFrame, metric: str) -> pl.DataFrame:
         available = [c for c in curves.columns if "@" in c]
         raise ValueError(f"no validation metric {metric!r} in the history; available: {available}")
     seconds = pl.col("elapsed_seconds").mean() if "elapsed_seconds" in curves.columns else pl.lit(None)
+    cpu = pl.col(CPU_SECONDS).mean() if CPU_SECONDS in curves.columns else pl.lit(None, dtype=pl.Float64)
     # Runs stop at different steps (early stopping): keep the steps every seed of the objective reached,
     # so that each mean is over the same seeds and the mean time grows with the step.
     every_seed = pl.col("step") <= pl.col("step").max().over("objective", "seed").min().over("objective")
@@ -56,6 +59,7 @@ def _summary(curves: pl.DataFrame, metric: str) -> pl.DataFrame:
             low=pl.col(metric).min(),
             high=pl.col(metric).max(),
             seconds=seconds,
+            cpu_seconds=cpu,
             seeds=pl.len(),
         )
         .sort("step")
@@ -81,20 +85,26 @@ def plot_validation_curves(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any
 
 
 def plot_time_to_quality(curves: pl.DataFrame, metric: str = "dcg@10", ax: Any = None) -> Any:
-    """Validation `metric` (mean over seeds) against wall-clock training seconds (mean over seeds, from
-    history.jsonl), one line per objective, until its first seed stops; a star marks the best mean."""
-    if "elapsed_seconds" not in curves.columns:
+    """Validation `metric` (mean over seeds) against the training CPU seconds of each run's own process
+    (validations left out; recorded in history.jsonl since seqrec measures them), else wall-clock training
+    seconds; means over seeds, one line per objective, until its first seed stops; a star marks the best
+    mean. CPU seconds of the process do not depend on how many other jobs shared the machine."""
+    if "elapsed_seconds" not in curves.columns and CPU_SECONDS not in curves.columns:
         raise ValueError("the history has no elapsed_seconds; time to quality needs them")
     summary = _summary(curves, metric)
+    use_cpu = CPU_SECONDS in curves.columns and curves[CPU_SECONDS].null_count() == 0
+    x = "cpu_seconds" if use_cpu else "seconds"
     ax = _axes(ax, (7.5, 4.5))
     for index, objective in enumerate(curves["objective"].unique(maintain_order=True)):
         line = summary.filter(pl.col("objective") == objective)
         color = f"C{index % 10}"
-        ax.plot(line["seconds"], line["mean"], marker="o", markersize=3, color=color, label=objective)
+        ax.plot(line[x], line["mean"], marker="o", markersize=3, color=color, label=objective)
         best = line.row(int(line["mean"].arg_max()), named=True)
-        ax.plot(best["seconds"], best["mean"], marker="*", markersize=12, color=color, linestyle="none")
+        ax.plot(best[x], best["mean"], marker="*", markersize=12, color=color, linestyle="none")
     ax.set(
-        xlabel="training seconds (wall clock, validations included)",
+        xlabel="training CPU seconds of the run's process (validations excluded)"
+        if use_cpu
+        else "training seconds (wall clock, validations included)",
         ylabel=f"validation {metric}",
         title=f"Time to quality: validation {metric} against training time",
     )
