@@ -258,3 +258,20 @@ def test_yaml_options_instantiate_with_documented_defaults():
     sampled = hydra.utils.instantiate(OmegaConf.load(CONF / "sampled.yaml"))
     assert isinstance(sampled, SampledCandidates)
     assert (sampled.num_negatives, sampled.ks, sampled.seed) == (100, (5, 10, 20), 0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_both_conventions_in_one_pass_equal_two_separate_evaluations(device, exclude_seen):
+    table = score_table(4)
+    item_seq = torch.tensor(ITEM_SEQ, device=device)
+    arguments = (window_score_fn(table.to(device)), make_samples(), item_seq, MAX_SEQ_LEN, NUM_ITEMS)
+    both = FullCatalog(ks=KS, exclude_seen=exclude_seen, batch_size=2).evaluate(
+        *arguments, both_conventions=True
+    )
+    primary = FullCatalog(ks=KS, exclude_seen=exclude_seen).evaluate(*arguments)
+    other = FullCatalog(ks=KS, exclude_seen=not exclude_seen).evaluate(*arguments)
+    assert both.ranks.tolist() == primary.ranks.tolist() and both.metrics == primary.metrics
+    assert both.other.ranks.tolist() == other.ranks.tolist() and both.other.metrics == other.metrics
+    assert both.other.ranks.tolist() == brute_force_full(table, not exclude_seen)[0]
+    assert primary.other is None

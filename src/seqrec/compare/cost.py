@@ -35,7 +35,7 @@ def _events_to_best(run: RunRecord, timings: dict) -> float | None:
     if run.best_step is None or "train_events" not in history.columns:
         return None
     at_best = history.filter(pl.col("step") == run.best_step)["train_events"]
-    return float(at_best[0]) if at_best.len() else None
+    return float(at_best[0]) if at_best.len() and at_best[0] is not None else None
 
 
 def _eval_share(timings: dict) -> float | None:

@@ -111,12 +111,16 @@ class RunScan:
         return "\n".join(lines)
 
 
+# history.jsonl numbers besides step and the validation metrics (train_events and train_cpu_seconds: cumulative)
+HISTORY_NUMBERS = ("epoch", "train_loss", "elapsed_seconds", "train_events", "train_cpu_seconds")
+
+
 def history_frame(rows: Iterable[dict]) -> pl.DataFrame:
     """Flatten validation entries {"step", "epoch", "train_loss", "elapsed_seconds", "valid": {...}}."""
     flat = [
         {
             "step": int(row["step"]),
-            **{key: _float_or_none(row.get(key)) for key in ("epoch", "train_loss", "elapsed_seconds")},
+            **{key: _float_or_none(row.get(key)) for key in HISTORY_NUMBERS},
             **{metric: float(value) for metric, value in row.get("valid", {}).items()},
         }
         for row in rows
