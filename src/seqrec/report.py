@@ -28,6 +28,8 @@ STAT_KEYS = (
     "train_events",
     "valid_samples",
     "test_samples",
+    "test_cold_users",
+    "test_cold_items",
 )
 
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seqrec.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dirs", type=Path, nargs="+", help="folders holding run directories")
     parser.add_argument("--title", required=True)
-    parser.add_argument("--baseline", help="objective the others are tested against (default: first row)")
+    parser.add_argument("--baseline", help="objective the others are tested against (default: the best mean)")
     parser.add_argument("--metric", default="dcg@10")
     parser.add_argument("--objectives", nargs="+")
     parser.add_argument("--output", type=Path, required=True)
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             metric=args.metric,
             objectives=args.objectives,
             allow_mixed=args.allow_mixed,
+            segments=True,  # where the differences come from (a one-line note for runs that predate them)
         )
     except (FileNotFoundError, ValueError) as error:  # RecordError is a ValueError
         print(f"error: {error}", file=sys.stderr)

@@ -11,11 +11,17 @@ Modules, each readable on its own:
 - `table`: mean ± 95% CI over seeds per objective and metric, training seconds to the best step;
 - `statistics`: the seed-aware paired test (model, assumptions, calibration), Holm, power, p-value text;
 - `significance`: each objective against a baseline from the runs, and the verdict to quote;
+- `ranking`: the best mean against every other, every pair, who is tied for first;
+- `segments`: metric and paired difference per segment (history length, popularity, cold users/items);
+- `cost`: steps, events and CPU time per event to the best step, load and evaluation-share notes;
+- `conventions`: compare under either seen-items convention (runs record both);
 - `plots`: validation curves, time to quality, quality vs coverage;
 - `cli`: the command line (plain, markdown or JSON; figures with --plots).
 """
 
 from seqrec.compare.cli import Comparison, ceiling, compare, format_report, main, report_json
+from seqrec.compare.conventions import with_convention
+from seqrec.compare.cost import cost_table, format_cost, load_notes
 from seqrec.compare.errors import RecordError
 from seqrec.compare.plots import (
     plot_quality_coverage,
@@ -31,6 +37,7 @@ from seqrec.compare.protocols import (
     group_runs,
     protocol_groups,
 )
+from seqrec.compare.ranking import all_pairs, best_objective, first_place, pairs_heading, tied_for_first
 from seqrec.compare.runs import (
     RunRecord,
     RunScan,
@@ -41,6 +48,7 @@ from seqrec.compare.runs import (
     newest_sweep_dir,
     scan_run_dirs,
 )
+from seqrec.compare.segments import SegmentsNeedRerun, format_segments, segment_table
 from seqrec.compare.significance import (
     METHODS,
     format_significance,
@@ -73,7 +81,19 @@ __all__ = [
     "Comparison",
     "RunRecord",
     "RunScan",
+    "SegmentsNeedRerun",
     "SkippedRun",
+    "all_pairs",
+    "best_objective",
+    "cost_table",
+    "first_place",
+    "format_cost",
+    "format_segments",
+    "load_notes",
+    "pairs_heading",
+    "segment_table",
+    "tied_for_first",
+    "with_convention",
     "bootstrap_means",
     "ceiling",
     "compare",

@@ -111,7 +111,7 @@ class RunScan:
         return "\n".join(lines)
 
 
-# history.jsonl numbers besides step and the validation metrics (train_events and train_cpu_seconds: cumulative)
+# history.jsonl numbers besides step and the validation metrics (train_events, train_cpu_seconds: cumulative)
 HISTORY_NUMBERS = ("epoch", "train_loss", "elapsed_seconds", "train_events", "train_cpu_seconds")
 
 
