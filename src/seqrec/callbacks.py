@@ -1,8 +1,9 @@
 """Hydra callbacks (registered in conf/config.yaml under hydra.callbacks).
 
 RunChecks checks the composed config and the output folder before Hydra creates or writes anything
-(a bad key, value or folder costs nothing and changes no earlier run), and at the end of a sweep with
-failed jobs lists every one of them with its reason: Hydra itself shows only the first.
+(a bad key, value or folder costs nothing and changes no earlier run), prints one progress line per
+finished sweep job (seqrec.sweep_progress), and at the end of a sweep with failed jobs lists every one of
+them with its reason: Hydra itself shows only the first.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import seqrec.run_names  # noqa: F401  (registers the run-folder name resolver of conf/config.yaml)
@@ -27,6 +29,7 @@ from seqrec.errors import UserError, one_line
 from seqrec.preflight import build_run_parts, check_run_folder, check_sweep_folder
 from seqrec.records import RUN_FILE
 from seqrec.run_status import effective_status
+from seqrec.sweep_progress import keep_loky_worker, print_progress
 
 
 class RunChecks(Callback):
@@ -51,11 +54,16 @@ class RunChecks(Callback):
         self.sweep_dir = Path(config.hydra.sweep.dir)
         atexit.register(self.report_failed_jobs)  # Hydra raises the first failure before on_multirun_end
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        keep_loky_worker()
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         job_dir = Path(config.hydra.runtime.output_dir).resolve()
         self.job_dirs.append(job_dir)
         if job_return.status == JobStatus.FAILED:
             self.job_failures.append((job_dir, failure_reason(job_return._return_value)))
+        if config.hydra.mode == RunMode.MULTIRUN:  # in the job's own process, wherever the launcher ran it
+            print_progress(job_dir, Path(config.hydra.sweep.dir))
 
     def report_failed_jobs(self) -> None:
         """One line per failed job, at the end of the output: `FOLDER: reason`."""
