@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_object
-from omegaconf import MISSING, DictConfig, ListConfig
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from seqrec.data.event_filter import keep_values
 from seqrec.data.preprocess import DUPLICATE_POLICIES, KCORE_ORDERS
 from seqrec.errors import ConfigError
 
@@ -31,6 +32,7 @@ class PreprocessConfig:
     item_core: int = 5
     kcore_passes: int | None = None
     kcore_order: str = "together"
+    keep: Any = None  # {column: [values]} (typed Any: OmegaConf cannot merge a dict into a typed empty one)
 
 
 @dataclass
@@ -237,10 +239,6 @@ def _value_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"trainer.adam_eps must be > 0, got {trainer.adam_eps}")
     if trainer.grad_clip_norm is not None and trainer.grad_clip_norm <= 0:
         problems.append(f"trainer.grad_clip_norm must be > 0 or null, got {trainer.grad_clip_norm}")
-    if trainer.eval_every_steps is None and trainer.eval_every_epochs is None:
-        problems.append(
-            "set trainer.eval_every_steps or trainer.eval_every_epochs: best weights need validation"
-        )
     if trainer.device not in DEVICES:
         problems.append(f"trainer.device must be one of {DEVICES}, got {trainer.device!r}")
     if trainer.device == "cuda" and not torch.cuda.is_available():
@@ -258,6 +256,10 @@ def _value_problems(cfg: DictConfig) -> list[str]:
     if not 0 <= cfg.seed < 2**32:  # numpy's global seed takes no other value
         problems.append(f"seed must be an integer in [0, 2**32 - 1], got {cfg.seed}")
     problems += _batches_problems(cfg.batches)
+    try:
+        keep_values(OmegaConf.to_container(preprocess.keep) if preprocess.keep else None)
+    except ValueError as error:
+        problems.append(str(error))
     if cfg.min_eval_samples < 0:
         problems.append(f"min_eval_samples must be >= 0 (0 never warns), got {cfg.min_eval_samples}")
     return problems

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from seqrec.data.download import atomic_writer
+from seqrec.data.event_filter import keep_values
 from seqrec.data.sources import RawSource
 from seqrec.data.types import ID_COLUMNS, RAW_SCHEMA, DataError, InteractionLog
 from seqrec.folders import describe_os_error, require_writable_folder
@@ -240,17 +241,24 @@ def load_log(source: RawSource, *, cache_dir: str | None, **preprocess_kwargs) -
     are ignored and rewritten; `cache_dir=None` disables the cache. Dropped exact duplicate rows are
     reported in one warning line.
     """
+    preprocess_kwargs = dict(preprocess_kwargs)
+    keep = keep_values(preprocess_kwargs.pop("keep", None))
+    if keep and "keep" not in inspect.signature(source.load).parameters:
+        raise DataError(
+            f"preprocess.keep filters by columns of the log file, which {type(source).__name__} does not "
+            "read; use it with dataset=file"
+        )
     try:
         arguments = inspect.signature(preprocess).bind(None, **preprocess_kwargs)
     except TypeError as error:
         valid = [name for name in inspect.signature(preprocess).parameters if name != "raw"]
         raise ValueError(
-            f"unknown preprocess option in {sorted(preprocess_kwargs)}; valid: {valid}"
+            f"unknown preprocess option in {sorted(preprocess_kwargs)}; valid: {[*valid, 'keep']}"
         ) from error
     arguments.apply_defaults()
     options = {name: value for name, value in arguments.arguments.items() if name != "raw"}
     _check_arguments(**options)
-    interaction_log = _cached_log(source, cache_dir, options)
+    interaction_log = _cached_log(source, cache_dir, options, keep)
     dropped = interaction_log.stats.get("exact_duplicates_dropped", 0)
     if dropped:
         log.warning(
@@ -262,14 +270,25 @@ def load_log(source: RawSource, *, cache_dir: str | None, **preprocess_kwargs) -
     return interaction_log
 
 
-def _cached_log(source: RawSource, cache_dir: str | None, options: dict) -> InteractionLog:
+def _cached_log(source: RawSource, cache_dir: str | None, options: dict, keep: dict) -> InteractionLog:
+    def processed() -> InteractionLog:
+        interaction_log = preprocess(source.load(keep=keep) if keep else source.load(), **options)
+        if keep:
+            interaction_log.stats["kept_values"] = keep  # raw_events then counts the kept events
+        return interaction_log
+
     if cache_dir is None:
-        return preprocess(source.load(), **options)
+        return processed()
     fix = "Set cache_dir=null to run without a cache, or cache_dir=DIR."
     folder = require_writable_folder(cache_dir, "the cache folder (cache_dir)", fix)
     fingerprint = source.fingerprint()
     key_text = json.dumps(
-        {"format": CACHE_FORMAT, "source": fingerprint, "preprocess": options}, sort_keys=True
+        {
+            "format": CACHE_FORMAT,
+            "source": fingerprint,
+            "preprocess": options | ({"keep": keep} if keep else {}),
+        },
+        sort_keys=True,
     )
     cache_path = folder / f"log-{hashlib.sha256(key_text.encode()).hexdigest()[:20]}.parquet"
     if cache_path.is_file():
@@ -277,7 +296,7 @@ def _cached_log(source: RawSource, cache_dir: str | None, options: dict) -> Inte
         if cached is not None:
             log.info("using the cached processed log %s", cache_path)
             return cached
-    interaction_log = preprocess(source.load(), **options)
+    interaction_log = processed()
     if source.fingerprint() != fingerprint:  # the data would not be what the key (and the record) names
         raise DataError(
             "the raw data changed while seqrec read it (is it still being written or copied?); run again "

@@ -12,6 +12,7 @@ from typing import Protocol
 import polars as pl
 
 from seqrec.data.download import extract_member, fetch, parse_checksum, verify_file
+from seqrec.data.event_filter import kept_rows
 from seqrec.data.parsing import (
     Origin,
     existing_path,
@@ -246,8 +247,10 @@ class InteractionFile:
     def is_text(self) -> bool:
         return self.path.suffix.lower() != ".parquet"
 
-    def load(self) -> pl.DataFrame:
-        """The log in RAW_SCHEMA columns, in file order; blank lines are skipped."""
+    def load(self, keep: dict[str, list[str]] | None = None) -> pl.DataFrame:
+        """The log in RAW_SCHEMA columns, in file order; blank lines are skipped. keep: {column: values}
+        keeps only the rows whose `column` holds one of `values` (compared as text), for every column."""
+        keep = keep or {}
         if self.checksum is not None:
             verify_file(self.path, self.checksum, f"dataset.checksum={self.checksum}", _RIGHT_FILE)
         if self.is_text:
@@ -270,7 +273,12 @@ class InteractionFile:
             missing = {role: column for role, column in wanted.items() if column not in available}
             if missing:
                 raise DataError(self._missing_columns_message(missing, available))
-            table = lazy.select(list(wanted.values())).collect()
+            absent = [column for column in keep if column not in available]
+            if absent:
+                raise DataError(
+                    f"preprocess.keep filters by {absent}, which {self.path} lacks; its columns: {available}"
+                )
+            table = lazy.select(list(dict.fromkeys([*wanted.values(), *keep]))).collect()
         except pl.exceptions.PolarsError as error:
             raise DataError(f"could not read {self.path}: {error}") from error
 
@@ -280,19 +288,57 @@ class InteractionFile:
             rows = table["row"]
         else:
             origin, rows = Origin(self.path, self._description(), first_line=None), None
+        if keep:
+            table = kept_rows(table, keep, self.path)
+            rows = table["row"] if self.is_text else None
         return pl.DataFrame(
             {
                 "user": self._ids(table[wanted["user"]], "user id", origin, rows),
                 "item": self._ids(table[wanted["item"]], "item id", origin, rows),
                 "timestamp": to_timestamps(table[wanted["timestamp"]], origin, rows),
                 "rating": (
-                    to_floats(table[wanted["rating"]], "rating", origin, rows)
+                    self._ratings(table[wanted["rating"]], origin, rows)
                     if "rating" in wanted
                     else pl.Series([None] * table.height, dtype=pl.Float64)
                 ),
             },
             schema=RAW_SCHEMA | ({"user": pl.String, "item": pl.String} if self.id_type == "string" else {}),
         )
+
+    def _ratings(self, values: pl.Series, origin: Origin, rows: pl.Series | None) -> pl.Series:
+        try:
+            return to_floats(values, "rating", origin, rows)
+        except DataError as error:
+            if values.dtype != pl.String:
+                raise
+            column = self.columns["rating"]
+            raise DataError(
+                f"{error} dataset.rating_column={column} holds text, such as event types: to train on some "
+                f"of them only, leave rating_column=null and set 'preprocess.keep={{{column}: [purchase, "
+                "add_to_cart]}' (the values to keep)"
+            ) from None
+
+    def timestamps_are_datetimes(self) -> bool:
+        """Whether the timestamp column holds datetimes (or dates) rather than unix seconds (first row)."""
+        column = self.columns["timestamp"]
+        try:
+            if not self.is_text:
+                dtype = pl.read_parquet_schema(self.path).get(column)
+                if dtype is None or dtype != pl.String:
+                    return dtype == pl.Date or isinstance(dtype, pl.Datetime)
+            lazy = (
+                pl.scan_csv(
+                    self.path, separator=self.separator, has_header=self.has_header, infer_schema=False
+                )
+                if self.is_text
+                else pl.scan_parquet(self.path)
+            )
+            if self.is_text and not self.has_header:
+                column = lazy.collect_schema().names()[int(column.removeprefix("column_")) - 1]
+            first = lazy.select(pl.col(column).drop_nulls().first()).collect().item()
+        except (pl.exceptions.PolarsError, OSError, ValueError, IndexError):
+            return False
+        return first is not None and not str(first).strip().lstrip("-").isdigit()
 
     def _ids(self, values: pl.Series, what: str, origin: Origin, rows: pl.Series | None) -> pl.Series:
         if self.id_type == "string":
