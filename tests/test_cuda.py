@@ -106,4 +106,8 @@ def test_a_whole_run_on_cuda(tmp_path, loss):
     record = run_in_process([*SMOKE, f"loss={loss}", "trainer.device=cuda"], tmp_path)
     assert record["status"] == "completed" and record["device"].startswith("cuda")
     assert all(0.0 <= value <= 1.0 for value in record["metrics"]["test"].values())
-    assert json.loads((tmp_path / "run.json").read_text())["timings"]["peak_memory_bytes"] > 0
+    timings = json.loads((tmp_path / "run.json").read_text())["timings"]
+    assert timings["peak_memory_bytes"] > 0
+    # device time of the training steps, measured between CUDA events: at most the wall time
+    assert 0 < timings["train_cuda_seconds"] <= timings["train_seconds"] + 0.01
+    assert timings["train_cuda_us_per_event"] > 0

@@ -105,15 +105,17 @@ def cost_table(runs: Sequence[RunRecord], objectives: Sequence[str]) -> pl.DataF
 def load_notes(table: pl.DataFrame) -> list[str]:
     """A note per objective whose runs trained at events/s differing by more than LOAD_SPREAD, and one when
     evaluation took at least LARGE_EVAL_SHARE of the wall time."""
-    notes = []
+    notes, spreads = [], []
     for row in table.iter_rows(named=True):
         low, high = row["events_per_second_min"], row["events_per_second_max"]
         if low and high and high / low - 1 > LOAD_SPREAD:
-            notes.append(
-                f"note: the {row['objective']} runs ran under different load: {low:,.0f} to {high:,.0f} "
-                f"training events/s (+{high / low - 1:.0%}); compare cost by steps, events and CPU time "
-                "per event, not by wall-clock seconds (s to best)."
-            )
+            spreads.append(f"{row['objective']} {low:,.0f} to {high:,.0f} (+{high / low - 1:.0%})")
+    if spreads:
+        notes.append(
+            "note: runs of one objective ran under different load, training events/s: "
+            + ", ".join(spreads)
+            + "; compare cost by steps, events and CPU time per event, not by wall-clock seconds (s to best)."
+        )
     shares = table["eval_share"].drop_nulls()
     if shares.len() and shares.max() >= LARGE_EVAL_SHARE:
         notes.append(

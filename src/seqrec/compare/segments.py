@@ -25,8 +25,8 @@ from seqrec.data.types import DataError
 
 HISTORY_COLUMN = "train_history"  # seqrec.segment_keys writes these columns
 POPULARITY_COLUMN = "target_train_events"
-HISTORY_FAMILY = "user history (training-split events)"
-POPULARITY_FAMILY = "target popularity (training-split events)"
+HISTORY_FAMILY = "user history (train events)"
+POPULARITY_FAMILY = "target popularity (train events)"
 NOTE = (
     "Segments from the training split only: user history = the user's events in the training split; "
     "popularity = the target's events there, head/torso/tail = the most popular items holding the first, "
