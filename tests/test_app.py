@@ -72,7 +72,8 @@ def test_protocol_objectives_run_end_to_end_and_record_everything(tmp_path, loss
         assert stats[key] > 0, key
     assert record["timings"]["train_events_per_second"] > 0 and record["steps"] == 3
     ranks = pl.read_parquet(tmp_path / "test_ranks.parquet")
-    assert ranks.columns == ["user", "item", "rank"] and ranks.height == stats["test_samples"]
+    assert ranks.columns == ["user", "item", "rank", "rank_other", "train_history", "target_train_events"]
+    assert ranks.height == stats["test_samples"]
     assert ranks["rank"].min() >= 1 and ranks["rank"].max() <= stats["items"]
     hits = (ranks["rank"] <= 20).mean()
     assert hits == pytest.approx(test["hitrate@20"])

@@ -121,3 +121,11 @@ def test_command_line_pairs_all_prints_every_pair_and_the_tie(tie_sweep: Path, c
     report = json.loads(capsys.readouterr().out)
     assert report["pairs"] == "all" and len(report["significance"]) == 3
     assert report["first_place"].startswith("Statistically tied for first")
+
+
+def test_pair_rows_name_their_own_baseline(tie_sweep: Path):
+    pairs = all_pairs(compare.scan_run_dirs(tie_sweep).runs, "dcg@10", ["bce", "logq", "softmax"])
+    plain = compare.format_significance(pairs, style="plain").splitlines()
+    assert plain[0].split()[:3] == ["objective", "vs", "difference"]
+    assert plain[2].split()[:2] == ["logq", "softmax"] and plain[3].split()[:2] == ["logq", "bce"]
+    assert "| objective | vs | dcg@10 | baseline's | difference |" in compare.format_significance(pairs)

@@ -25,13 +25,13 @@ from seqrec.data.types import DataError
 
 HISTORY_COLUMN = "train_history"  # seqrec.segment_keys writes these columns
 POPULARITY_COLUMN = "target_train_events"
-HISTORY_FAMILY = "user history (train events)"
-POPULARITY_FAMILY = "target popularity (train events)"
+HISTORY_FAMILY = "user history"
+POPULARITY_FAMILY = "target popularity"
 NOTE = (
-    "Segments from the training split only: user history = the user's events in the training split; "
-    "popularity = the target's events there, head/torso/tail = the most popular items holding the first, "
-    "second and last third of those events; cold = none. Differences vs {baseline}, seed-aware 95% "
-    "intervals as above, not adjusted for the number of segments."
+    "Segments from the training split only: user history = the user's number of events in the training "
+    "split; target popularity = the target's number of events there, head/torso/tail = the most popular "
+    "items holding the first, second and last third of those events; cold = none. Differences vs "
+    "{baseline}, seed-aware 95% intervals as above, not adjusted for the number of segments."
 )
 
 

@@ -387,14 +387,15 @@ def format_significance(table: pl.DataFrame, style: str = "markdown", digits: in
     plain = style == "plain"
     metric, baseline = table["metric"][0], table["baseline"][0]
     holm_column = table.height > 1
-    header = ["objective"]
-    header += [] if plain else [metric, f"{baseline} (baseline)"]
+    pairs = table["baseline"].n_unique() > 1  # every pair: each row names its own baseline
+    header = ["objective"] + (["vs"] if pairs else [])
+    header += [] if plain else [metric, "baseline's" if pairs else f"{baseline} (baseline)"]
     header += ["difference", "95% CI", "p"] + (["Holm p"] if holm_column else [])
     header += ["seeds", "per-seed differences"] + ([] if plain else ["samples"])
     rows = []
     for row in table.iter_rows(named=True):
         ci = "-" if row["ci_low"] is None else f"[{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
-        cells = [row["objective"]]
+        cells = [row["objective"]] + ([row["baseline"]] if pairs else [])
         cells += (
             [] if plain else [f"{row['objective_mean']:.{digits}f}", f"{row['baseline_mean']:.{digits}f}"]
         )
