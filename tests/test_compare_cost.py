@@ -77,6 +77,10 @@ def test_the_report_has_a_cost_section(tmp_path: Path, capsys):
     _sweep(tmp_path, [11_736, 11_800, 21_978])
     assert compare.main([str(tmp_path)]) == 0
     printed = capsys.readouterr().out
+    assert compare.main([str(tmp_path), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    per_run = {(row["objective"], row["seed"]): row for row in report["cost_per_run"]}
+    assert per_run[("logq", 2)]["events_per_second"] == 21_978 and per_run[("bce", 0)]["eval_seconds"] == 45.0
     assert "\nCost\n" in printed and "ran under different load, training events/s: logq 11,736" in printed
 
 

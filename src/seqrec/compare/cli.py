@@ -22,7 +22,7 @@ import polars as pl
 
 from seqrec.compare.budget import budget_flags, budget_json, flagged_verdict, format_budget
 from seqrec.compare.conventions import parse_convention, with_convention
-from seqrec.compare.cost import cost_table, format_cost
+from seqrec.compare.cost import cost_per_run, cost_table, format_cost
 from seqrec.compare.plots import save_figures
 from seqrec.compare.protocols import (
     ProtocolGroup,
@@ -423,6 +423,9 @@ def report_json(comparison: Comparison) -> str:
         "segments": comparison.segments.to_dicts() if comparison.segments is not None else None,
         "segments_note": comparison.segments_note,
         "cost": comparison.cost.to_dicts() if comparison.cost is not None else None,
+        "cost_per_run": cost_per_run(comparison.scan.runs).to_dicts()
+        if comparison.cost is not None
+        else None,
         "runs": len(comparison.scan.runs),
         "skipped": [{"location": s.location, "reason": s.reason} for s in comparison.scan.skipped],
         "figures": [str(path) for path in comparison.figures],
