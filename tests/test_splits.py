@@ -159,9 +159,14 @@ def test_time_split_hand_example():
         "train_events": 4 + 2,
         "valid_samples": 1,
         "test_samples": 1,
+        "valid_cold_users": 0,  # user 7 has training events; user 3 trains on every item
+        "valid_cold_items": 0,
+        "test_cold_users": 0,
+        "test_cold_items": 0,
         "t_valid": 9,
         "t_test": 10,
     }
+    assert split.item_train_events.tolist() == [2, 2, 2, 1, 1]
     assert split.num_items == 5 and split.item_ids.tolist() == [0, 1, 2, 3, 4]
 
 
@@ -216,7 +221,22 @@ def test_leave_one_out_hand_example():
     assert split.valid.history_start.tolist() == [0] and split.valid.history_end.tolist() == [3]
     assert split.test.user.tolist() == [5] and split.test.target.tolist() == [4]
     assert split.test.history_start.tolist() == [0] and split.test.history_end.tolist() == [4]
-    assert split.stats == {"train_sequences": 2, "train_events": 2 + 2, "valid_samples": 1, "test_samples": 1}
+    # item 3 occurs only as user 5's validation target: a cold item; item 4 is in user 11's training events
+    assert split.stats == {
+        "train_sequences": 2,
+        "train_events": 2 + 2,
+        "valid_samples": 1,
+        "test_samples": 1,
+        "valid_cold_users": 0,
+        "valid_cold_items": 1,
+        "test_cold_users": 0,
+        "test_cold_items": 0,
+    }
+    assert split.item_train_events.tolist() == [2, 2, 2, 0, 1] and split.user_train_events.tolist() == [
+        3,
+        3,
+        1,
+    ]
 
 
 def test_leave_one_out_matches_reference_on_random_logs():
