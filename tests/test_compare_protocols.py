@@ -105,7 +105,16 @@ def test_allow_mixed_labels_every_row_and_draws_no_verdict_across(tmp_path: Path
     output = tmp_path / "report.txt"
 
     code, out, _ = run_main(
-        capsys, tmp_path / "SA", tmp_path / "SB", "--allow-mixed", "--format", style, "--output", output
+        capsys,
+        tmp_path / "SA",
+        tmp_path / "SB",
+        "--allow-mixed",
+        "--format",
+        style,
+        "--output",
+        output,
+        "--baseline",
+        "bce",  # the first group's bce: the best mean is in the other group
     )
 
     assert code == 0 and output.read_text() == out
@@ -250,12 +259,12 @@ def test_a_run_without_ranks_is_named_where_it_changes_the_method(tmp_path: Path
     write_sweep(tmp_path, {"bce": 0.2, "softmax": 0.4})
     (tmp_path / "loss=softmax,seed=2" / "test_ranks.parquet").unlink()
 
-    code, out, _ = run_main(capsys, tmp_path, "--format", "json")
+    code, out, _ = run_main(capsys, tmp_path, "--format", "json", "--baseline", "bce")
     (row,) = json.loads(out)["significance"]
     assert code == 0 and row["method"] == "seeds"
     assert "seeds-only test" in row["note"] and "loss=softmax,seed=2" in row["note"]
 
-    code, out, _ = run_main(capsys, tmp_path)
+    code, out, _ = run_main(capsys, tmp_path, "--baseline", "bce")
     assert "Runs without test ranks:\n- softmax: seeds-only test" in out and "loss=softmax,seed=2" in out
 
 
@@ -351,7 +360,14 @@ def test_real_runs_record_fingerprints_and_compare_refuses_other_evaluations(tmp
         and "SampledCandidates in 1 run in " in err
     )
     code, out, _ = run_main(
-        capsys, tmp_path / "full", tmp_path / "sampled", "--allow-mixed", "--format", "json"
+        capsys,
+        tmp_path / "full",
+        tmp_path / "sampled",
+        "--allow-mixed",
+        "--format",
+        "json",
+        "--baseline",
+        "bce",
     )
     report = json.loads(out)
     assert code == 0 and len(report["protocols"]) == 2 and len(report["significance"]) == 1

@@ -423,9 +423,7 @@ def report_json(comparison: Comparison) -> str:
         "segments": comparison.segments.to_dicts() if comparison.segments is not None else None,
         "segments_note": comparison.segments_note,
         "cost": comparison.cost.to_dicts() if comparison.cost is not None else None,
-        "cost_per_run": cost_per_run(comparison.scan.runs).to_dicts()
-        if comparison.cost is not None
-        else None,
+        "cost_per_run": cost_per_run(comparison.runs).to_dicts() if comparison.cost is not None else None,
         "runs": len(comparison.scan.runs),
         "skipped": [{"location": s.location, "reason": s.reason} for s in comparison.scan.skipped],
         "figures": [str(path) for path in comparison.figures],

@@ -47,7 +47,8 @@ def _definitions(run: RunRecord) -> dict:
     columns = pl.read_parquet_schema(run.dir / RANKS_FILE) if run.has_ranks else {}
     if not definitions or not {HISTORY_COLUMN, POPULARITY_COLUMN} <= set(columns):
         raise SegmentsNeedRerun(
-            f"{run.location} has no per-sample training history and popularity ({RANKS_FILE} lacks "
+            f"{run.objective} seed {run.seed} ({run.dir.name}) has no per-sample training history and "
+            f"popularity ({RANKS_FILE} lacks "
             f"{HISTORY_COLUMN}, {POPULARITY_COLUMN}): segments need a re-run with this seqrec"
         )
     return definitions
