@@ -171,3 +171,10 @@ def test_eval_every_steps_null_trains_every_epoch_and_tests_the_final_weights(tm
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert record["status"] == "completed" and record["epochs"] == pytest.approx(2.0)
     assert [entry["step"] for entry in history] == [record["steps"]] == [record["best_step"]]
+
+
+def test_split_times_print_in_the_unit_the_parser_chose():
+    from seqrec.stats import _utc_text
+
+    for ticks in (1_709_294_400, 1_709_294_400_123, 1_709_294_400_123_456, 1_709_294_400_123_456_000):
+        assert _utc_text(ticks).startswith("2024-03-01T12:00:00")

@@ -61,15 +61,20 @@ def main(argv: list[str] | None = None) -> dict:
     return stats
 
 
+def _utc_text(ticks: int) -> str:
+    """A datetime log's timestamp as ISO 8601 UTC. The parser keeps datetimes as unix time in the coarsest
+    exact unit (s, ms, us or ns); the magnitude tells which for any date from 1973 to 2286."""
+    for scale in (1, 10**3, 10**6, 10**9):
+        if abs(ticks) / scale < 10**10:
+            break
+    return datetime.fromtimestamp(ticks / scale, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
 def with_datetimes(stats: dict, source) -> dict:
     """The split times as UTC datetimes (ISO 8601) when the log's timestamps were datetimes."""
     if not getattr(source, "timestamps_are_datetimes", lambda: False)():
         return stats
-    times = {
-        key: datetime.fromtimestamp(stats[key], tz=UTC).isoformat().replace("+00:00", "Z")
-        for key in TIME_KEYS
-        if key in stats
-    }
+    times = {key: _utc_text(stats[key]) for key in TIME_KEYS if key in stats}
     return stats | times | {"timestamps": "datetimes (shown in UTC)"}
 
 

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import polars as pl
 
+from seqrec.compare.errors import RecordError
 from seqrec.compare.runs import RANKS_FILE, RunRecord
-from seqrec.data.types import DataError
 
 OTHER_SPLIT = "test_other"
 OTHER_RANK_COLUMN = "rank_other"
@@ -39,7 +39,7 @@ def primary_exclude_seen(run: RunRecord) -> bool | None:
 def _other_ranks(run: RunRecord) -> pl.DataFrame:
     ranks = pl.read_parquet(run.dir / RANKS_FILE)
     if OTHER_RANK_COLUMN not in ranks.columns:
-        raise DataError(
+        raise RecordError(
             f"{run.location}/{RANKS_FILE} has no {OTHER_RANK_COLUMN} column; re-run it with this seqrec"
         )
     return ranks.select("user", "item", pl.col(OTHER_RANK_COLUMN).cast(pl.Int64).alias("rank"))
@@ -53,7 +53,7 @@ def with_convention(runs: Sequence[RunRecord], exclude_seen: bool | None) -> lis
     for run in runs:
         primary = primary_exclude_seen(run)
         if primary is None:
-            raise DataError(
+            raise RecordError(
                 f"{run.location} records no evaluation.exclude_seen (sampled evaluation or W&B): "
                 "--exclude-seen needs full-catalog runs read from their folders"
             )
@@ -61,7 +61,7 @@ def with_convention(runs: Sequence[RunRecord], exclude_seen: bool | None) -> lis
             converted.append(run)
             continue
         if OTHER_SPLIT not in run.metrics or run.dir is None:
-            raise DataError(
+            raise RecordError(
                 f"{run.location} was evaluated with evaluation.exclude_seen={str(primary).lower()} only "
                 f"(no metrics.{OTHER_SPLIT}): re-run it with this seqrec to get both conventions, or "
                 f"compare with --exclude-seen {str(primary).lower()}"

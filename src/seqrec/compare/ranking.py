@@ -14,9 +14,9 @@ import numpy as np
 import polars as pl
 
 from seqrec.compare import statistics
+from seqrec.compare.errors import RecordError
 from seqrec.compare.runs import RunRecord
 from seqrec.compare.significance import METHODS, paired_significance, verdict
-from seqrec.data.types import DataError
 
 BEST = "best"
 PAIRINGS = ("baseline", "all")
@@ -28,7 +28,7 @@ def mean_by_objective(runs: Sequence[RunRecord], metric: str, objectives: Sequen
     for objective in objectives:
         values = [run.metrics.get(split, {}).get(metric) for run in runs if run.objective == objective]
         if not values or any(value is None for value in values):
-            raise DataError(
+            raise RecordError(
                 f"some runs of {objective} have no {split} metric {metric!r}; pick another --metric"
             )
         means[objective] = float(np.mean(values))

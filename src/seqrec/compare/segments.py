@@ -18,10 +18,10 @@ import numpy as np
 import polars as pl
 
 from seqrec.compare import statistics
+from seqrec.compare.errors import RecordError
 from seqrec.compare.runs import RANKS_FILE, RUN_FILE, RunRecord
 from seqrec.compare.significance import _aligned_ranks, per_sample_metric
 from seqrec.compare.table import table_style
-from seqrec.data.types import DataError
 
 HISTORY_COLUMN = "train_history"  # seqrec.segment_keys writes these columns
 POPULARITY_COLUMN = "target_train_events"
@@ -35,7 +35,7 @@ NOTE = (
 )
 
 
-class SegmentsNeedRerun(DataError):
+class SegmentsNeedRerun(RecordError):
     """The runs' test_ranks.parquet predate the per-sample segment columns."""
 
 
@@ -111,7 +111,7 @@ def segment_table(
     definitions = _definitions(reference_run)
     for run in runs:
         if _definitions(run) != definitions:
-            raise DataError(
+            raise RecordError(
                 f"{run.location} records other segment definitions than {reference_run.location}: the runs "
                 "have different training splits; compare one data set and split at a time"
             )
