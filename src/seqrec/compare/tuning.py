@@ -30,6 +30,7 @@ class Trial:
     params: dict
     train_seconds: float
     eval_seconds: float
+    default: bool = False  # the default configuration (records of seqrec before it was marked: trial 0)
 
 
 @dataclass
@@ -44,7 +45,8 @@ class ObjectiveTuning:
 
     @property
     def default(self) -> Trial | None:
-        return next((t for t in self.trials if t.number == 0), None)
+        marked = [t for t in self.trials if t.default]
+        return marked[-1] if marked else next((t for t in self.trials if t.number == 0), None)
 
     @property
     def best(self) -> Trial | None:
@@ -129,6 +131,7 @@ def _read_trial(run_json: Path) -> tuple[Trial | None, str]:
             params=dict(info.get("params") or {}),
             train_seconds=float(timings.get("train_seconds") or 0.0),
             eval_seconds=float(timings.get("eval_seconds") or 0.0),
+            default=bool(info.get("default")) and status == "completed",
         ),
         metric,
     )

@@ -23,6 +23,7 @@ from seqrec.tune.study import (
     Objective,
     abandon_dead_trials,
     check_manifest,
+    ensure_default_trial,
     open_study,
     run_trials,
     write_manifest,
@@ -80,6 +81,7 @@ def tune(arguments: list[str]) -> None:
     def tune_one(objective: Objective) -> None:
         study = open_study(storage, objective.loss, command, objective)
         abandon_dead_trials(study, study_dir, objective.loss)
+        ensure_default_trial(study, objective)
         run_trials(study, spec, command, objective, say)
         best = study.best_trial
         freeze(

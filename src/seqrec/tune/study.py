@@ -65,10 +65,16 @@ def open_study(storage, loss: str, command: TuneCommand, objective: Objective):
     import optuna
 
     study = optuna.create_study(study_name=loss, storage=storage, direction="maximize", load_if_exists=True)
-    if not study.trials:
-        study.enqueue_trial(objective.defaults, user_attrs={"default": True})
     study.set_user_attr("select_metric", objective.select_metric)
     return study
+
+
+def ensure_default_trial(study, objective: Objective) -> None:
+    """The default configuration is one of the study's trials: enqueued first, and again if its trial was
+    abandoned (killed before it finished)."""
+    kept = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("abandoned")]
+    if not any(t.user_attrs.get("default") for t in kept):
+        study.enqueue_trial(objective.defaults, user_attrs={"default": True})
 
 
 def abandon_dead_trials(study, study_dir: Path, loss: str) -> None:

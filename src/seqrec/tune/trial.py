@@ -50,7 +50,9 @@ class TrialReporter:
         )
         self.trial = optuna.Trial(study, int(settings.trial_id))
         self.key = f"valid/{select_metric}"
+        default = bool(study._storage.get_trial(self.trial._trial_id).user_attrs.get("default"))
         self.info = {"study": settings.study, "number": self.trial.number, "params": dict(self.trial.params)}
+        self.info["default"] = default  # the objective's default configuration (trial 0 unless it was rerun)
 
     def wrap(self, log: Callable[[dict, int], None]) -> Callable[[dict, int], None]:
         def log_and_report(values: dict, step: int) -> None:
