@@ -17,6 +17,20 @@ def _job(sweep: Path, name: str, status: str, **fields) -> Path:
     return folder
 
 
+def test_a_presets_sweeper_params_count_and_the_command_line_wins(tmp_path: Path):
+    """experiment=quick sweeps through hydra.sweeper.params: the total is its 12 jobs, not 1."""
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      loss: bce,softmax,inbatch,logq\n      seed: 0,1,2\n"
+        "  overrides:\n    task:\n    - experiment=quick\n"
+    )
+    assert swept_overrides(tmp_path) == (["loss", "seed"], 12)
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      loss: bce,softmax,inbatch,logq\n      seed: 0,1,2\n"
+        "  overrides:\n    task:\n    - experiment=quick\n    - seed=5,6\n"
+    )
+    assert swept_overrides(tmp_path) == (["seed", "loss"], 8)
+
+
 def test_one_line_per_finished_job_with_the_swept_values_and_counts(tmp_path: Path):
     (tmp_path / "multirun.yaml").write_text(
         "hydra:\n  overrides:\n    task:\n"

@@ -25,11 +25,17 @@ SWEEP_FILE = "multirun.yaml"
 
 
 def swept_overrides(sweep_dir: Path) -> tuple[list[str], int | None]:
-    """(keys swept over, number of jobs) from Hydra's multirun.yaml; ([], None) when it cannot be read."""
+    """(keys swept over, number of jobs) from Hydra's multirun.yaml: the command line's sweeps and those of
+    `hydra.sweeper.params` (a preset's, e.g. experiment=quick), the command line winning for a key as in
+    Hydra's basic sweeper; ([], None) when it cannot be read."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
-        task = list(OmegaConf.load(sweep_dir / SWEEP_FILE).hydra.overrides.task)
+        hydra = OmegaConf.load(sweep_dir / SWEEP_FILE).hydra
+        task = list(hydra.overrides.task)
+        keys = {override.partition("=")[0].lstrip("+~") for override in task}
+        params = (hydra.get("sweeper") or {}).get("params") or {}
+        task += [f"{key}={value}" for key, value in params.items() if key not in keys]
         overrides = OverridesParser.create().parse_overrides(task)
         swept = [override for override in overrides if override.is_sweep_override()]
         total = math.prod(len(list(override.sweep_string_iterator())) for override in swept)
