@@ -58,15 +58,16 @@ class ObjectiveTuning:
     def curve(self) -> tuple[list[int], list[float], list[float]]:
         """Trials done, cumulative training seconds, best validation metric so far (completed trials)."""
         numbers, seconds, best = [], [], []
-        spent, so_far = 0.0, -np.inf
+        spent, so_far, finished = 0.0, -np.inf, 0
         for trial in sorted(self.trials, key=lambda t: t.number):
-            if trial.status == "running":  # not finished: no value yet
+            if trial.status not in ("completed", "pruned", "failed"):  # running, or killed and rerun
                 continue
             spent += trial.train_seconds
             if trial.status == "completed" and trial.value is not None:
                 so_far = max(so_far, trial.value)
+            finished += 1
             if np.isfinite(so_far):
-                numbers.append(trial.number + 1)
+                numbers.append(finished)
                 seconds.append(spent)
                 best.append(so_far)
         return numbers, seconds, best
@@ -257,14 +258,16 @@ def plot_tuning_curves(views: Sequence[StudyView], folder: str | Path) -> Path:
             style = {"marker": "o", "markersize": 3, "drawstyle": "steps-post", "label": label}
             line = by_trials.plot(numbers, best, **style)[0]
             by_seconds.plot(seconds, best, color=line.get_color(), **style)
-    by_trials.set_xlabel("trials")
+    by_trials.set_xlabel("finished trials")
     by_trials.set_ylabel(f"best validation {metric} so far")
     by_seconds.set_xlabel("training seconds (cumulative over trials)")
     for ax in (by_trials, by_seconds):
         ax.grid(alpha=0.3)
     by_trials.xaxis.get_major_locator().set_params(integer=True)
     by_seconds.legend(fontsize=8, loc="best")
-    figure.suptitle("Tuning curves: trial 1 is the default configuration", fontsize=10)
+    figure.suptitle(
+        "Tuning curves (finished trials; each objective's default configuration is one of them)", fontsize=10
+    )
     for suffix in ("png", "pdf"):
         figure.savefig(folder / f"tuning-curves.{suffix}", dpi=150)
     return folder / "tuning-curves.png"

@@ -123,10 +123,7 @@ def tune(arguments: list[str]) -> None:
             final_run(objective.loss, seed)
 
     _in_parallel(tune_and_retrain, [(o,) for o in objectives], command.settings.jobs)
-    say(
-        f"done: python -m seqrec.compare {study_dir / 'final'}   (tuning view: python -m seqrec.compare "
-        f"{study_dir} --tuning)"
-    )
+    say(f"done: python -m seqrec.compare {study_dir} --plots  (tuned verdicts, budget flags, tuning view)")
 
 
 def _in_parallel(function, argument_lists: list[tuple], jobs: int) -> None:
