@@ -166,7 +166,7 @@ def format_study(view: StudyView, style: str) -> str:
     )
     title = (
         f"{drawing.heading}Tuning ({view.folder}): {settings.get('trials')} trials per objective "
-        f"(trial 0 = the default configuration), TPE seed {settings.get('sampler_seed')}, pruner "
+        f"(one of them the default configuration), TPE seed {settings.get('sampler_seed')}, pruner "
         f"{settings.get('pruner')}; per-trial budget: {budget or 'the config defaults'}. Validation only."
     )
     header = [

@@ -1,9 +1,10 @@
 """`python -m seqrec.tune loss=bce,softmax tune.trials=12 tune.final_seeds=5 [run overrides]`.
 
-Tunes each objective with the same trials and per-trial budget (Optuna, seeded TPE, trial 0 = the default
-configuration, selection on validation only), freezes each one's best configuration as an experiment preset
-beside the study, and retrains it over the same final seeds, testing each once. Killed, it resumes with the
-same command. `python -m seqrec.compare STUDY_DIR` then shows the tuned verdicts and the tuning view.
+Tunes each objective with the same trials and per-trial budget (Optuna, seeded TPE, the default
+configuration first, again if killed; selection on validation only), freezes each one's best configuration
+as an experiment preset beside the study, and retrains it over the same final seeds, testing each once.
+Killed, it resumes with the same command. `python -m seqrec.compare STUDY_DIR` then shows the tuned verdicts
+and the tuning view.
 """
 
 from __future__ import annotations
