@@ -148,6 +148,7 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     data_started = time.perf_counter()
     log_data, split, stats = prepare_data(cfg, source, parts.split_rule)
     users = user_blocks(log_data)  # for the saved model's histories; the log itself is not kept
+    source_fingerprint = log_data.source_fingerprint
     del log_data
     check_evaluation_fits(evaluation, split.num_items)
     max_seq_len = cfg.model.max_seq_len
@@ -168,7 +169,7 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
         log.warning(warning)
     test_users, test_items = split.original_users(split.test.user), split.original_items(split.test.target)
     config = OmegaConf.to_container(cfg, resolve=True)
-    fingerprints = run_fingerprints(config, source.fingerprint(), test_users, test_items)
+    fingerprints = run_fingerprints(config, source_fingerprint, test_users, test_items)
     recorder.update(
         dataset_stats=stats,
         warnings=warnings,

@@ -11,6 +11,7 @@ import inspect
 import json
 import logging
 import numbers
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -278,7 +279,7 @@ def _cached_log(source: RawSource, cache_dir: str | None, options: dict, keep: d
         return interaction_log
 
     if cache_dir is None:
-        return processed()
+        return replace(processed(), source_fingerprint=source.fingerprint())
     fix = "Set cache_dir=null to run without a cache, or cache_dir=DIR."
     folder = require_writable_folder(cache_dir, "the cache folder (cache_dir)", fix)
     fingerprint = source.fingerprint()
@@ -295,7 +296,7 @@ def _cached_log(source: RawSource, cache_dir: str | None, options: dict, keep: d
         cached = _read_cache(cache_path, key_text)
         if cached is not None:
             log.info("using the cached processed log %s", cache_path)
-            return cached
+            return replace(cached, source_fingerprint=fingerprint)
     interaction_log = processed()
     if source.fingerprint() != fingerprint:  # the data would not be what the key (and the record) names
         raise DataError(
@@ -311,7 +312,7 @@ def _cached_log(source: RawSource, cache_dir: str | None, options: dict, keep: d
             folder,
             describe_os_error(error),
         )
-    return interaction_log
+    return replace(interaction_log, source_fingerprint=fingerprint)
 
 
 def _write_cache(path: Path, interaction_log: InteractionLog, key_text: str) -> None:

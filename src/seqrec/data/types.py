@@ -30,6 +30,8 @@ class InteractionLog:
         object array of str for string ids.
     user_ids: [num_users] likewise for users; None where events.user already holds original integer
         ids (logs built by hand).
+    source_fingerprint: the raw data's `RawSource.fingerprint()` as `load_log` read it (None for logs built
+        by hand), so that the run record names the data without hashing the file again.
     """
 
     events: pl.DataFrame
@@ -37,6 +39,7 @@ class InteractionLog:
     kcore_passes: int
     stats: dict = field(default_factory=dict)
     user_ids: np.ndarray | None = None
+    source_fingerprint: str | None = None
 
     @property
     def num_items(self) -> int:
