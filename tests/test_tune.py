@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +156,9 @@ def test_a_killed_study_resumes_and_ends_with_equal_trials_frozen_presets_and_fi
 
     resumed = subprocess.run(_tune_command(study), env=_env(), cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # the progress line counts the budget, not trial numbers (abandoned trials have numbers too)
+    budget = re.findall(r"\((\d+)/(\d+) of the budget\)", resumed.stdout + resumed.stderr)
+    assert budget and all(int(done) <= int(total) for done, total in budget)
     records = _records(study)
     trials = {k: r for k, r in records.items() if k.startswith("trials/")}
     finals = {k: r for k, r in records.items() if k.startswith("final/")}

@@ -153,7 +153,10 @@ def run_trials(study, storage_spec: str, command: TuneCommand, objective: Object
         shown = " ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in values.items())
         metric = f"{objective.select_metric}={value:.4f}" if value is not None else "no value"
         seconds = time.perf_counter() - started
-        progress = f"{objective.loss} trial {trial.number + 1}/{settings.trials}"
+        # Trial numbers also count abandoned (killed and rerun) trials; the budget counts only the others.
+        progress = (
+            f"{objective.loss} trial {trial.number} ({counted_trials(study)}/{settings.trials} of the budget)"
+        )
         say(f"{progress}: {status} {metric} (best {best:.4f}) {shown} [{seconds:.0f} s]")
 
 
