@@ -65,11 +65,8 @@ def _schema_defaults(schema) -> dict:
     return defaults
 
 
-def test_schema_defaults_match_the_yaml_files_and_the_model_signature():
-    from omegaconf import MISSING
-
-    from seqrec.config import BatchesConfig, ModelConfig, PreprocessConfig, SeqrecConfig, TrainerConfig
-    from seqrec.model import SasRecBackbone
+def test_schema_defaults_match_the_yaml_files():
+    from seqrec.config import BatchesConfig, PreprocessConfig, SeqrecConfig, TrainerConfig
 
     trainer = yaml.safe_load((CONF / "trainer" / "default.yaml").read_text())
     assert _schema_defaults(TrainerConfig) == trainer
@@ -78,7 +75,58 @@ def test_schema_defaults_match_the_yaml_files_and_the_model_signature():
     assert _schema_defaults(BatchesConfig) == root["batches"]
     assert _schema_defaults(SeqrecConfig)["cache_dir"] == "~/.cache/seqrec"  # config.yaml's fallback
     assert "'~/.cache/seqrec'" in root["cache_dir"]
-    parameters = inspect.signature(SasRecBackbone).parameters
-    for key, value in _schema_defaults(ModelConfig).items():
-        if key != "_target_" and value != MISSING:
-            assert _plain(parameters[key].default) == value, f"ModelConfig.{key}"
+
+
+def test_every_model_variant_has_a_yaml_with_its_defaults():
+    targets = {
+        yaml.safe_load(path.read_text())["_target_"] for path in option_files() if path.parent.name == "model"
+    }
+    assert targets >= {
+        "seqrec.model.SasRecBackbone",
+        "seqrec.models.sasrec_pytorch_port.SasRecPyTorchPort",
+        "seqrec.models.sasrec_tf2_port.SasRecTf2Port",
+        "seqrec.models.sasrec_keras_port.SasRecKerasPort",
+    }  # each configured by one YAML: test_a_class_configured_by_one_yaml_has_its_defaults checks them
+
+
+def group_options() -> list[tuple[str, str]]:
+    from seqrec.config import TARGET_GROUPS
+
+    return [(group, path.stem) for group in TARGET_GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize(("group", "option"), group_options(), ids=lambda value: value)
+def test_every_composed_option_has_known_keys_of_the_annotated_types(group, option):
+    """Options that extend another (`defaults:`, e.g. model=two_tower) too, as Hydra composes them."""
+    from hydra import compose, initialize_config_dir
+
+    from seqrec.config import target_value_problems, unknown_keys
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"{group}={option}"])
+    assert "_target_" in cfg[group]
+    assert unknown_keys(cfg) == [] and target_value_problems(cfg) == []
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.embedding_dim=abc", "model.embedding_dim='abc' must be int"),
+        ("model.dropout=high", "model.dropout='high' must be float"),
+        ("model.norm_first=3", "model.norm_first=3 must be bool"),
+        ("model.num_heads=1.5", "model.num_heads=1.5 must be int"),
+        ("model.similarity=null", "model.similarity=None must be str"),
+        ("loss.temperature=warm", "loss.temperature='warm' must be float"),
+    ],
+)
+def test_a_value_of_the_wrong_type_fails_in_one_line_naming_the_key(override, message):
+    from hydra import compose, initialize_config_dir
+
+    from seqrec.config import check_config
+    from seqrec.errors import ConfigError
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[override])
+    with pytest.raises(ConfigError) as error:
+        check_config(cfg)
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 
 from seqrec.losses.softmax import FusedSoftmaxCrossEntropy
 from seqrec.model import SasRecBackbone
+from seqrec.models.sasrec_keras_port import SasRecKerasPort
+from seqrec.models.sasrec_pytorch_port import SasRecPyTorchPort
+from seqrec.models.sasrec_tf2_port import SasRecTf2Port
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -34,14 +37,23 @@ def make_batch(num_items: int, seq_len: int = 200) -> tuple[torch.Tensor, torch.
     return inputs.masked_fill(torch.arange(seq_len)[None, :] >= lengths[:, None], 0), lengths
 
 
-def make_model(**options) -> SasRecBackbone:
+VARIANTS = [
+    (SasRecBackbone, {}),
+    (SasRecBackbone, {"norm_first": True}),
+    (SasRecTf2Port, {}),
+    (SasRecPyTorchPort, {}),  # the left-padded window
+    (SasRecKerasPort, {"query_projection": True, "item_projection": True}),
+]
+
+
+def make_model(variant=SasRecBackbone, **options) -> SasRecBackbone:
     torch.manual_seed(0)
-    return SasRecBackbone(500, 64, 2, 2, 256, dropout=0.1, max_seq_len=200, **options).eval()
+    return variant(500, 64, 2, 2, 256, dropout=0.1, max_seq_len=200, **options).eval()
 
 
-@pytest.mark.parametrize("options", [{}, {"norm_first": True}, {"attend_padding": True}])
-def test_cuda_backbone_matches_cpu_in_float32_and_under_bf16(options):
-    model = make_model(**options)
+@pytest.mark.parametrize(("variant", "options"), VARIANTS)
+def test_cuda_backbone_matches_cpu_in_float32_and_under_bf16(variant, options):
+    model = make_model(variant, **options)
     inputs, lengths = make_batch(500)
     real = torch.arange(200)[None, :] < lengths[:, None]
     with torch.no_grad():
@@ -55,8 +67,9 @@ def test_cuda_backbone_matches_cpu_in_float32_and_under_bf16(options):
     torch.testing.assert_close(low_precision[real.cuda()].float().cpu(), expected, rtol=0.05, atol=0.05)
 
 
-def test_cuda_last_hidden_matches_the_full_forward():
-    model = make_model().cuda()
+@pytest.mark.parametrize(("variant", "options"), VARIANTS)
+def test_cuda_last_hidden_matches_the_full_forward(variant, options):
+    model = make_model(variant, **options).cuda()
     inputs, lengths = make_batch(500)
     inputs, lengths = inputs.cuda(), lengths.cuda()
     rows = torch.arange(len(lengths), device="cuda")

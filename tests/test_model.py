@@ -180,13 +180,9 @@ def test_init_truncated_normal_weights_unit_norms_zero_biases():
         (dict(dropout=1.0), "model.dropout"),
         (dict(dropout=-0.1), "model.dropout"),
         (dict(position_order="sideways"), "model.position_order"),
-        (dict(embedding_dropout=1.0), "model.embedding_dropout"),
-        (dict(layer_norm_eps=0.0), "model.layer_norm_eps"),
         (dict(activation="tanh"), "model.activation"),
-        (dict(init="zeros"), "model.init"),
-        (dict(norm_keys_values=False), "model.norm_keys_values"),
-        (dict(residual_from_norm=True), "model.residual_from_norm"),
-        (dict(ffn_norm=False), "model.ffn_norm"),
+        (dict(layout="dense"), "model.layout"),
+        (dict(similarity="euclid"), "model.similarity"),
     ],
 )
 def test_bad_hyperparameters_name_the_key(overrides, key):

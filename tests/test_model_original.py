@@ -1,4 +1,4 @@
-"""The model.* options that reproduce the original SASRec code, each against a hand-written reference.
+"""The reference ports of the original SASRec code (seqrec.models), each against a hand-written reference.
 
 The two references below are written from the descriptions of the PyTorch port (left-padded window,
 queries-only pre-norm with normalised residuals, Conv1d feed-forward, padding slots that attention can
@@ -16,31 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec.model import LayerNorm, SasRecBackbone
+from seqrec.model import SasRecBackbone
+from seqrec.models.sasrec_keras_port import SasRecKerasPort
+from seqrec.models.sasrec_pytorch_port import SasRecPyTorchPort
+from seqrec.models.sasrec_tf2_port import PerPositionLayerNorm, SasRecTf2Port
 
 NUM_ITEMS, DIM, HEADS, FFN, MAX_LEN = 25, 12, 2, 20, 8
 LENGTHS = torch.tensor([8, 5, 1, 3])
 
-PYTORCH_PORT = dict(
-    norm_first=True,
-    norm_keys_values=False,
-    residual_from_norm=True,
-    activation="relu",
-    layer_norm_eps=1e-8,
-    attention_output_dropout=False,
-    scale_item_embeddings=True,
-    attend_padding=True,
-    init="xavier_normal",
-)
-TF2_PORT = PYTORCH_PORT | dict(
-    attend_padding=False, ffn_norm=False, norm_per_position=True, attention_out_projection=False
-)
+SIZES = dict(num_items=NUM_ITEMS, embedding_dim=DIM, num_heads=HEADS, ffn_dim=FFN, max_seq_len=MAX_LEN)
 
 
-def make_model(**options) -> SasRecBackbone:
+def make_model(variant=SasRecPyTorchPort, **options) -> torch.nn.Module:
     torch.manual_seed(0)
-    sizes = dict(num_items=NUM_ITEMS, embedding_dim=DIM, num_heads=HEADS, ffn_dim=FFN, max_seq_len=MAX_LEN)
-    model = SasRecBackbone(**sizes, **options).eval()
+    model = variant(**(SIZES | options)).eval()
     with torch.no_grad():  # non-trivial norms and biases, so that a swapped parameter shows
         for name, parameter in model.named_parameters():
             if "norm" in name or name.endswith("bias"):
@@ -70,7 +59,7 @@ def with_padding_row(table: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros(1, table.shape[1]), table])
 
 
-def pytorch_port_forward(model: SasRecBackbone, inputs: torch.Tensor) -> list[torch.Tensor]:
+def pytorch_port_forward(model: torch.nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
     """The PyTorch port: slots 1..M carry positions 1..M (the newest item is always slot M), padding
     slots get item row 0 and position row 0, both zero; nothing masks padding keys."""
     window = left_padded(inputs)
@@ -98,7 +87,7 @@ def pytorch_port_forward(model: SasRecBackbone, inputs: torch.Tensor) -> list[to
     return back_to_right_padding(x)
 
 
-def per_slot_norm(x: torch.Tensor, norm: LayerNorm) -> torch.Tensor:
+def per_slot_norm(x: torch.Tensor, norm: PerPositionLayerNorm) -> torch.Tensor:
     """The TF2 port's norm: mean/variance over the last axis, gain and bias [M, D] per slot; slot s is
     seqrec's backward index M - 1 - s."""
     mean = x.mean(-1, keepdim=True)
@@ -106,7 +95,7 @@ def per_slot_norm(x: torch.Tensor, norm: LayerNorm) -> torch.Tensor:
     return (x - mean) / torch.sqrt(variance + 1e-8) * norm.weight.flip(0) + norm.bias.flip(0)
 
 
-def tf2_port_forward(model: SasRecBackbone, inputs: torch.Tensor) -> list[torch.Tensor]:
+def tf2_port_forward(model: torch.nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
     """The TF2 port: positions are the slots 0..M-1, the padding is zeroed after the embeddings and after
     every block, padding keys are masked; Q, K and V are separate projections without an output one."""
     window = left_padded(inputs)
@@ -134,11 +123,12 @@ def tf2_port_forward(model: SasRecBackbone, inputs: torch.Tensor) -> list[torch.
     return back_to_right_padding(per_slot_norm(x, model.final_norm))
 
 
-@pytest.mark.parametrize(
-    ("options", "reference"), [(PYTORCH_PORT, pytorch_port_forward), (TF2_PORT, tf2_port_forward)]
-)
-def test_matches_the_reference_forward_of_each_port(options, reference):
-    model, inputs = make_model(**options), random_inputs()
+PORTS = [(SasRecPyTorchPort, pytorch_port_forward), (SasRecTf2Port, tf2_port_forward)]
+
+
+@pytest.mark.parametrize(("variant", "reference"), PORTS)
+def test_matches_the_reference_forward_of_each_port(variant, reference):
+    model, inputs = make_model(variant), random_inputs()
     with torch.no_grad():
         hidden = model(inputs, LENGTHS)
         expected = reference(model, inputs)
@@ -146,53 +136,41 @@ def test_matches_the_reference_forward_of_each_port(options, reference):
         torch.testing.assert_close(hidden[row, :length], expected[row], atol=1e-5, rtol=1e-4)
 
 
-PORTS = {"pytorch": (PYTORCH_PORT, pytorch_port_forward), "tf2": (TF2_PORT, tf2_port_forward)}
-ONE_OPTION_CHANGED = [
-    *[("pytorch", change) for change in ("norm_keys_values", "residual_from_norm", "scale_item_embeddings")],
-    ("pytorch", "attend_padding"),
-    *[("tf2", change) for change in ("norm_keys_values", "residual_from_norm", "scale_item_embeddings")],
-    *[("tf2", change) for change in ("attend_padding", "ffn_norm", "attention_out_projection")],
-]
-
-
-@pytest.mark.parametrize(("port", "key"), ONE_OPTION_CHANGED)
-def test_changing_any_one_option_breaks_the_agreement(port, key):
-    """So each option is pinned by the reference tests above."""
-    options, reference = PORTS[port]
-    model, inputs = make_model(**(options | {key: not options.get(key, True)})), random_inputs()
+def test_seqrec_pre_norm_block_with_the_same_weights_is_not_the_pytorch_port():
+    """So the reference can tell blocks apart: seqrec's pre-norm block (keys and values normalised,
+    residuals from the raw stream, right padding, unscaled embeddings) holds the port's very parameters."""
+    port = make_model()
+    model = SasRecBackbone(**SIZES, norm_first=True, activation="relu").eval()
+    model.load_state_dict(port.state_dict())
+    inputs = random_inputs()
     with torch.no_grad():
-        hidden, expected = model(inputs, LENGTHS), reference(model, inputs)
-    assert not all(
+        hidden, expected = model(inputs, LENGTHS), pytorch_port_forward(model, inputs)
+    assert not any(
         torch.allclose(hidden[row, :length], expected[row], atol=1e-4)
         for row, length in enumerate(LENGTHS.tolist())
     )
 
 
-@pytest.mark.parametrize("port", PORTS)
-def test_gelu_instead_of_relu_breaks_the_agreement(port):
-    options, reference = PORTS[port]
-    model, inputs = make_model(**(options | {"activation": "gelu"})), random_inputs()
-    with torch.no_grad():
-        assert not torch.allclose(model(inputs, LENGTHS)[0], reference(model, inputs)[0], atol=1e-4)
-
-
 def test_attending_to_padding_depends_on_how_much_padding_there_is():
-    """With attend_padding the same history gives another output in a window with less free space."""
-    model = make_model(**PYTORCH_PORT)
+    """In the left-padded window the same history gives another output with less free space."""
+    model = make_model()
     history = torch.tensor([[3, 7, 1]])
     with torch.no_grad():
         short = model(history, torch.tensor([3]))
         longer = model(torch.tensor([[5, 3, 7, 1]]), torch.tensor([4]))
-        plain = make_model(**(PYTORCH_PORT | dict(attend_padding=False)))
-        plain_short = plain(history, torch.tensor([3]))
-        plain_padded = plain(torch.cat([history, torch.zeros(1, 4, dtype=torch.long)], 1), torch.tensor([3]))
+        right_padded = make_model(SasRecTf2Port)
+        plain_short = right_padded(history, torch.tensor([3]))
+        padded = torch.cat([history, torch.zeros(1, 4, dtype=torch.long)], 1)
+        plain_padded = right_padded(padded, torch.tensor([3]))
+        shifted = model(padded, torch.tensor([3]))
     assert short.shape == (1, 3, DIM) and longer.shape == (1, 4, DIM)
     torch.testing.assert_close(plain_short[0], plain_padded[0, :3])  # right padding alone changes nothing
-    assert not torch.allclose(short[0], plain_short[0], atol=1e-4)
+    torch.testing.assert_close(shifted[0, :3], short[0])  # nor in the window: it is always max_seq_len long
+    assert not torch.allclose(longer[0, 1:], short[0], atol=1e-4)
 
 
 def test_layer_norm_eps_and_per_position_parameters_match_a_loop():
-    norm = LayerNorm(4, eps=0.5, num_positions=3)
+    norm = PerPositionLayerNorm(4, num_positions=3, eps=0.5)
     with torch.no_grad():
         norm.weight.copy_(torch.randn(3, 4))
         norm.bias.copy_(torch.randn(3, 4))
@@ -209,11 +187,14 @@ def test_layer_norm_eps_and_per_position_parameters_match_a_loop():
         ]
     )
     torch.testing.assert_close(norm(x, positions), expected)
-    model = make_model(**PYTORCH_PORT)
-    assert {m.eps for m in model.modules() if isinstance(m, LayerNorm)} == {1e-8}
+    for variant, eps in [(SasRecPyTorchPort, 1e-8), (SasRecTf2Port, 1e-8), (SasRecKerasPort, 1e-3)]:
+        norms = [
+            m for m in make_model(variant).modules() if isinstance(m, nn.LayerNorm | PerPositionLayerNorm)
+        ]
+        assert len(norms) > 2 and {m.eps for m in norms} == {eps}, variant
 
 
-def count_dropouts(model: SasRecBackbone, inputs: torch.Tensor) -> int:
+def count_dropouts(model: torch.nn.Module, inputs: torch.Tensor) -> int:
     """nn.Dropout calls of one forward pass in the padded layout (the packed one draws its own masks and
     counts them in tests/test_packed.py)."""
     model.layout = "padded"
@@ -225,59 +206,53 @@ def count_dropouts(model: SasRecBackbone, inputs: torch.Tensor) -> int:
     return len(calls)
 
 
-def test_embedding_dropout_acts_on_the_embeddings_in_training_only():
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        (SasRecBackbone, 2 * 3),  # per layer: inside the feed-forward, attention output, feed-forward output
+        (SasRecPyTorchPort, 1 + 2 * 2),  # the embeddings; no dropout on the attention output
+        (SasRecTf2Port, 1 + 2 * 2),
+        (SasRecKerasPort, 2 + 2 * 1),  # the embeddings and the padding slots; inside the feed-forward only
+    ],
+)
+def test_dropout_sites_of_each_variant_in_training_only(variant, expected):
     inputs = random_inputs()
-    model = make_model(dropout=0.0, embedding_dropout=0.5).train()
-    first, second = model(inputs, LENGTHS), model(inputs, LENGTHS)  # the packed layout on CPU
+    model = make_model(variant, dropout=0.3).train()
+    assert count_dropouts(model, inputs) == expected
+    first, second = model(inputs, LENGTHS), model(inputs, LENGTHS)
     assert not torch.allclose(first, second)
     model.eval()
     torch.testing.assert_close(model(inputs, LENGTHS), model(inputs, LENGTHS))
-    without = make_model(dropout=0.0, embedding_dropout=0.0)
-    torch.testing.assert_close(without.train()(inputs, LENGTHS), without.eval()(inputs, LENGTHS))
-    assert count_dropouts(make_model(dropout=0.0, embedding_dropout=0.5), inputs) == 1
 
 
-def test_attention_output_dropout_option_removes_exactly_that_dropout():
-    inputs = random_inputs()
-    # Per layer: feed-forward inside, attention output, feed-forward output; +1 for the embeddings.
-    assert count_dropouts(make_model(dropout=0.2, embedding_dropout=0.2), inputs) == 2 * 3 + 1
-    fewer = make_model(dropout=0.2, embedding_dropout=0.2, norm_first=True, attention_output_dropout=False)
-    assert count_dropouts(fewer, inputs) == 2 * 2 + 1
-    assert all(isinstance(layer.dropout1, nn.Identity) for layer in fewer.layers)
-
-
-def test_scaled_item_embeddings_are_multiplied_by_sqrt_d_on_the_input_side_only():
-    # Padded layout: the hook reads the first layer's input as [B, L, D].
-    plain = make_model(num_layers=1, layout="padded")
-    scaled = make_model(num_layers=1, scale_item_embeddings=True, layout="padded")
-    inputs = random_inputs()
-    captured = {}
-    for name, model in [("plain", plain), ("scaled", scaled)]:
-        model.layers[0].register_forward_pre_hook(
-            lambda module, args, name=name: captured.update({name: args[0]})
-        )
-        model(inputs, LENGTHS)
-    positions = plain.position_embedding(plain.positions(LENGTHS, MAX_LEN))
-    torch.testing.assert_close(
-        captured["scaled"] - positions, (captured["plain"] - positions) * math.sqrt(DIM)
+@pytest.mark.parametrize("variant", [SasRecPyTorchPort, SasRecTf2Port])
+def test_scaled_item_embeddings_are_multiplied_by_sqrt_d_on_the_input_side_only(variant):
+    model, inputs = (
+        make_model(variant, layout="padded") if variant is SasRecTf2Port else make_model(),
+        random_inputs(),
     )
+    positions = model.positions(LENGTHS, MAX_LEN)
+    x = SasRecBackbone.embed(model, inputs, LENGTHS)[0]  # before any window or dropout
+    expected = (
+        model.item_embedding.weight[inputs] * math.sqrt(DIM) + model.position_embedding.weight[positions]
+    )
+    torch.testing.assert_close(x, expected)
     hidden = torch.randn(2, DIM)
-    torch.testing.assert_close(scaled.score(hidden), hidden @ scaled.item_embedding.weight.T)
+    torch.testing.assert_close(model.score(hidden), hidden @ model.item_embedding.weight.T)
 
 
-def test_relu_activation_is_used_in_the_feed_forward():
-    assert isinstance(make_model(activation="relu").layers[0].feed_forward[1], nn.ReLU)
-    assert isinstance(make_model().layers[0].feed_forward[1], nn.GELU)
+def test_relu_activation_is_used_in_the_ports_feed_forward():
+    for variant in (SasRecPyTorchPort, SasRecTf2Port, SasRecKerasPort):
+        assert isinstance(make_model(variant).layers[0].feed_forward[1], nn.ReLU)
+    assert isinstance(make_model(SasRecBackbone).layers[0].feed_forward[1], nn.GELU)
 
 
-def parameters_of(model: SasRecBackbone) -> dict[str, torch.Tensor]:
+def parameters_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: parameter.detach() for name, parameter in model.named_parameters()}
 
 
 def test_xavier_normal_init_has_the_pytorch_ports_scales():
-    model = SasRecBackbone(
-        num_items=3000, embedding_dim=64, ffn_dim=64, max_seq_len=200, init="xavier_normal", norm_first=True
-    )
+    model = SasRecPyTorchPort(num_items=3000, embedding_dim=64, num_heads=2, ffn_dim=64, max_seq_len=200)
     p = parameters_of(model)
     expected_std = {
         "item_embedding.weight": math.sqrt(2 / (3001 + 64)),
@@ -297,9 +272,7 @@ def test_xavier_normal_init_has_the_pytorch_ports_scales():
 
 
 def test_glorot_uniform_init_has_the_keras_scales():
-    model = SasRecBackbone(
-        num_items=3000, embedding_dim=64, ffn_dim=64, max_seq_len=50, init="glorot_uniform", norm_first=True
-    )
+    model = SasRecTf2Port(num_items=3000, embedding_dim=64, num_heads=2, ffn_dim=64, max_seq_len=50)
     p = parameters_of(model)
     for name in ("item_embedding.weight", "position_embedding.weight"):
         assert p[name].abs().max() <= 0.05 and p[name].abs().max() > 0.049, name

@@ -9,6 +9,9 @@ import torch
 
 from seqrec import packed
 from seqrec.model import SasRecBackbone
+from seqrec.models.sasrec_keras_port import SasRecKerasPort
+from seqrec.models.sasrec_pytorch_port import SasRecPyTorchPort
+from seqrec.models.sasrec_tf2_port import SasRecTf2Port
 from seqrec.packed import PackedLayout, blocked_causal_attention, dropout, keep_mask
 
 LENGTHS = [5, 70, 33, 1, 64, 65, 12, 128, 129]  # block edges (64, 128) on both sides, a single item
@@ -137,26 +140,33 @@ def test_dropout_scales_kept_entries_and_routes_gradients_through_them():
     assert dropout(x, 0.2, training=False) is x
 
 
-BLOCK_VARIANTS = [
-    {},
-    {"norm_first": True},
-    # The original SASRec code's block: queries-only pre-norm, residuals from the normalised stream, ...
-    {"norm_first": True, "norm_keys_values": False, "residual_from_norm": True, "activation": "relu"},
-    {"norm_first": True, "ffn_norm": False, "norm_per_position": True, "scale_item_embeddings": True},
-    {"attention_out_projection": False, "attention_output_dropout": False, "position_order": "forward"},
+SIZES = dict(num_items=50, embedding_dim=16, num_heads=2, ffn_dim=24)
+# The right-padded variants, which have both layouts: seqrec's block (post-norm, pre-norm, ReLU with forward
+# positions) and the TF2 port's (queries-only pre-norm, per-position norms, no attention output projection).
+RIGHT_PADDED = [
+    (SasRecBackbone, {}),
+    (SasRecBackbone, {"norm_first": True}),
+    (SasRecBackbone, {"activation": "relu", "position_order": "forward"}),
+    (SasRecTf2Port, {}),
 ]
+LEFT_PADDED = [(SasRecPyTorchPort, {}), (SasRecKerasPort, {"query_projection": True})]
 
 
-@pytest.mark.parametrize("options", BLOCK_VARIANTS)
-@pytest.mark.parametrize("training", [False, True])
-def test_packed_backbone_equals_padded_backbone_without_dropout(options, training):
+def make(variant, options: dict, **sizes) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = SasRecBackbone(50, 16, 2, 2, 24, dropout=0.0, max_seq_len=SEQ_LEN, **options).double()
-    model.train(training)
+    model = variant(**(SIZES | sizes | options))
     with torch.no_grad():
         for name, parameter in model.named_parameters():  # non-trivial norms and biases
             if "norm" in name or name.endswith("bias"):
                 parameter.add_(0.3 * torch.randn_like(parameter))
+    return model
+
+
+@pytest.mark.parametrize(("variant", "options"), RIGHT_PADDED)
+@pytest.mark.parametrize("training", [False, True])
+def test_packed_backbone_equals_padded_backbone_without_dropout(variant, options, training):
+    model = make(variant, options, num_layers=2, dropout=0.0, max_seq_len=SEQ_LEN).double()
+    model.train(training)
     inputs, lengths = padded_inputs(50)
     real = torch.arange(SEQ_LEN)[None, :] < lengths[:, None]
     results = {}
@@ -171,26 +181,27 @@ def test_packed_backbone_equals_padded_backbone_without_dropout(options, trainin
         torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("options", BLOCK_VARIANTS)
-@pytest.mark.parametrize("layout", ["padded", "packed"])
+LAST_HIDDEN_CASES = [(*case, layout) for case in RIGHT_PADDED for layout in ("padded", "packed")] + [
+    (*case, "padded") for case in LEFT_PADDED
+]
+
+
+@pytest.mark.parametrize(("variant", "options", "layout"), LAST_HIDDEN_CASES)
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_last_hidden_computes_the_last_layer_at_the_last_positions_only(options, layout, num_layers):
-    torch.manual_seed(0)
-    model = SasRecBackbone(50, 16, 2, num_layers, 24, max_seq_len=SEQ_LEN + 3, layout=layout, **options)
-    model = model.double().eval()
+def test_last_hidden_computes_the_last_layer_at_the_last_positions_only(variant, options, layout, num_layers):
+    model = make(variant, options, num_layers=num_layers, max_seq_len=SEQ_LEN + 3).double().eval()
+    model.layout = layout
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                parameter.add_(0.3 * torch.randn_like(parameter))
         inputs, lengths = padded_inputs(50)
         inputs = torch.cat([inputs, torch.zeros(len(inputs), 3, dtype=torch.int64)], dim=1)  # extra padding
         rows = torch.arange(len(lengths))
         expected = model(inputs, lengths)[rows, lengths - 1]
         calls = []
-        handle = model.layers[-1].register_forward_hook(lambda *args: calls.append(args))
+        hook = lambda module, args, output: calls.append((args[1].last_only, tuple(output.shape)))  # noqa: E731
+        handle = model.layers[-1].register_forward_hook(hook)
         last = model.last_hidden(inputs, lengths)
         handle.remove()
-    assert calls == []  # the last layer's full forward never ran
+    assert calls == [(True, (len(lengths), 16))]  # the same layer code, at the last positions only
     torch.testing.assert_close(last, expected, rtol=1e-10, atol=1e-12)
     model.train()  # training (dropout) takes the full forward
     with torch.no_grad():
@@ -210,11 +221,9 @@ def test_auto_layout_is_packed_on_cpu_and_bad_layouts_are_rejected(spy):
     assert len(layouts) == 1
     with pytest.raises(ValueError, match=r"model\.layout"):
         SasRecBackbone(50, layout="dense")
-    with pytest.raises(ValueError, match=r"model\.layout=packed .* model\.attend_padding=true"):
-        SasRecBackbone(50, layout="packed", attend_padding=True)
-    attending = SasRecBackbone(50, 16, 2, 1, 24, max_seq_len=SEQ_LEN, attend_padding=True)
-    attending(*padded_inputs(50))
-    assert len(layouts) == 1  # attention to padding needs the padded layout
+    for variant, _ in LEFT_PADDED:  # attention to padding needs the padded layout
+        variant(50, 16, 2, 1, 24, max_seq_len=SEQ_LEN)(*padded_inputs(50))
+    assert len(layouts) == 1
 
 
 def test_packed_dropout_has_the_configured_rate_in_training():
@@ -238,14 +247,11 @@ def test_random_int32_is_reproducible_and_uniform():
     assert abs((values < 0).double().mean().item() - 0.5) < 0.005
 
 
-@pytest.mark.parametrize(
-    ("options", "expected"),
-    [({}, 1 + 2 * 3), ({"norm_first": True, "attention_output_dropout": False}, 1 + 2 * 2)],
-)
-def test_packed_dropout_sites_are_those_of_the_padded_layout(monkeypatch, options, expected):
-    """Embedding dropout once, then per layer the feed-forward inside, the attention output (optional)
-    and the feed-forward output; attention weights draw inside the blocked attention."""
-    import seqrec.model
+@pytest.mark.parametrize(("variant", "expected"), [(SasRecBackbone, 2 * 3), (SasRecTf2Port, 1 + 2 * 2)])
+def test_packed_dropout_sites_are_those_of_the_padded_layout(monkeypatch, variant, expected):
+    """Per layer the feed-forward inside, the attention output (not in the TF2 port) and the feed-forward
+    output, and the TF2 port's embedding dropout; attention weights draw inside the blocked attention."""
+    import seqrec.layers
 
     rates = []
 
@@ -253,7 +259,7 @@ def test_packed_dropout_sites_are_those_of_the_padded_layout(monkeypatch, option
         rates.append(p)
         return dropout(x, p, training)
 
-    monkeypatch.setattr(seqrec.model, "dropout", counting_dropout)
-    model = SasRecBackbone(50, 16, 2, 2, 24, dropout=0.2, embedding_dropout=0.2, layout="packed", **options)
+    monkeypatch.setattr(seqrec.layers, "dropout", counting_dropout)
+    model = variant(50, 16, 2, 2, 24, dropout=0.2, max_seq_len=SEQ_LEN, layout="packed")
     model.train()(*padded_inputs(50))
     assert rates == [0.2] * expected

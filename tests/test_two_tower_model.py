@@ -1,6 +1,7 @@
-"""The two-tower options of the backbone (experiment=two_tower): projections and cosine similarity against
-hand-computed vectors, the default head unchanged, the Keras block options (padding embedding, no dropout on
-the feed-forward output, Keras MultiHeadAttention initialisation), and the objectives on projected vectors."""
+"""The two-tower options of the backbone (model=two_tower, experiment=two_tower): projections and cosine
+similarity against hand-computed vectors, the default head unchanged, the Keras port's block (padding
+embedding, no dropout on the feed-forward output, Keras MultiHeadAttention initialisation), and the
+objectives on projected vectors."""
 
 from __future__ import annotations
 
@@ -12,19 +13,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqrec.errors import ConfigError
+from seqrec.layers import Rows
 from seqrec.losses.base import CatalogStats, ObjectiveInput
 from seqrec.losses.inbatch_symmetric import InBatchSymmetric
 from seqrec.losses.softmax import Softmax
 from seqrec.model import SasRecBackbone
+from seqrec.models.sasrec_keras_port import SasRecKerasPort
 from test_app import SMOKE, run_in_process
 
 TWO_TOWER = dict(query_projection=True, item_projection=True, similarity="cosine")
 
 
-def make_model(**options) -> SasRecBackbone:
+def make_model(variant=SasRecBackbone, **options) -> SasRecBackbone:
     torch.manual_seed(0)
     config = dict(num_items=9, embedding_dim=8, num_heads=2, num_layers=2, ffn_dim=12, max_seq_len=6)
-    return SasRecBackbone(**(config | options))
+    return variant(**(config | options))
 
 
 def tiny_model(**options) -> SasRecBackbone:
@@ -93,18 +96,17 @@ def test_the_default_head_is_the_item_table_itself():
     assert parameters == {"item_embedding", "position_embedding", "layers"}
 
 
-def test_optional_parts_leave_the_other_initial_weights_as_they_were():
-    plain = make_model(norm_first=True, attend_padding=True).state_dict()
-    options = TWO_TOWER | dict(padding_embedding=True, ffn_output_dropout=False)
-    towers = make_model(norm_first=True, attend_padding=True, **options).state_dict()
+@pytest.mark.parametrize("variant", [SasRecBackbone, SasRecKerasPort])
+def test_the_heads_leave_the_other_initial_weights_as_they_were(variant):
+    plain, towers = make_model(variant).state_dict(), make_model(variant, **TWO_TOWER).state_dict()
     assert set(towers) - set(plain) == {
-        "padding_embedding.weight",
         "query_projection.weight",
         "query_projection.bias",
         "item_projection.weight",
         "item_projection.bias",
     }
-    assert all(torch.equal(plain[name], towers[name]) for name in plain)
+    # The Keras port's padding embedding is built before the heads and initialised after them.
+    assert all(torch.equal(plain[name], towers[name]) for name in plain if name != "padding_embedding.weight")
 
 
 def test_projections_change_only_the_head_not_the_encoder():
@@ -117,17 +119,14 @@ def test_projections_change_only_the_head_not_the_encoder():
     torch.testing.assert_close(towers.score(hidden), queries @ items.T)
 
 
-@pytest.mark.parametrize(
-    ("options", "key"),
-    [(dict(similarity="euclid"), "model.similarity"), (dict(padding_embedding=True), "model.attend_padding")],
-)
-def test_bad_head_options_name_the_key(options, key):
-    with pytest.raises(ValueError, match=key):
-        make_model(**options)
+@pytest.mark.parametrize("variant", [SasRecBackbone, SasRecKerasPort])
+def test_a_bad_similarity_names_the_key(variant):
+    with pytest.raises(ValueError, match="model.similarity"):
+        make_model(variant, similarity="euclid")
 
 
 def test_padding_slots_hold_the_padding_embedding_plus_their_position():
-    model = make_model(norm_first=True, attend_padding=True, padding_embedding=True).eval()
+    model = make_model(SasRecKerasPort).eval()
     inputs, lengths = torch.tensor([[3, 1, 0, 0, 0, 0], [2, 4, 5, 6, 7, 8]]), torch.tensor([2, 6])
     hidden = model(inputs, lengths)
     # The row of length 2 in a window of 6 slots: 4 padding slots, then items 3 and 1; slot s has position
@@ -135,20 +134,15 @@ def test_padding_slots_hold_the_padding_embedding_plus_their_position():
     slots = torch.arange(6)
     frame = model.padding_embedding.weight[0] + model.position_embedding.weight[5 - slots]
     frame[4:] = model.item_embedding.weight[torch.tensor([3, 1])] + model.position_embedding.weight[[1, 0]]
-    reference = model._encode(frame[None], (5 - slots)[None])[0]
-    torch.testing.assert_close(hidden[0, :2], reference[4:])
-    without = make_model(norm_first=True, attend_padding=True).eval()
+    reference = model.encode(frame[None], Rows((5 - slots)[None], torch.tensor([6]), None, torch.tensor([5])))
+    torch.testing.assert_close(hidden[0, :2], reference[0, 4:])
     with torch.no_grad():
-        model.padding_embedding.weight.zero_()
-        model.position_embedding.weight[2:].zero_()  # padding slots 0-3 have positions 5, 4, 3, 2
-        without.load_state_dict(
-            {k: v for k, v in model.state_dict().items() if k != "padding_embedding.weight"}
-        )
-    torch.testing.assert_close(model(inputs, lengths)[0, :2], without(inputs, lengths)[0, :2])
+        model.padding_embedding.weight.add_(torch.randn(8))  # the padding slots are seen
+    assert not torch.allclose(model(inputs, lengths)[0, :2], hidden[0, :2], atol=1e-4)
 
 
 def test_no_dropout_on_the_feed_forward_output():
-    model = make_model(dropout=0.5, ffn_output_dropout=False, attention_output_dropout=False)
+    model = make_model(SasRecKerasPort, dropout=0.5)
     for layer in model.layers:
         assert isinstance(layer.dropout2, nn.Identity) and isinstance(layer.dropout1, nn.Identity)
         assert isinstance(layer.feed_forward[2], nn.Dropout)  # the inner dropout stays
@@ -158,9 +152,7 @@ def test_no_dropout_on_the_feed_forward_output():
 def test_keras_attention_init_uses_multihead_attention_fans():
     torch.manual_seed(0)
     dim, heads = 64, 2
-    model = SasRecBackbone(
-        num_items=500, embedding_dim=dim, num_heads=heads, init="keras_attention", **TWO_TOWER
-    )
+    model = SasRecKerasPort(num_items=500, embedding_dim=dim, num_heads=heads, **TWO_TOWER)
     attention = model.layers[0].attention
     # Kernels [D, H, D/H]: fan_in H * D = 128, fan_out D * D / H = 2048; output [H, D/H, D]: fans 64 and 128.
     for weight, limit in [

@@ -1,9 +1,9 @@
 """Config schema (Hydra ConfigStore) and the checks that run before any data is read.
 
 Groups whose options name a `_target_` (dataset, split, model, loss, evaluation, logger) are checked by
-their classes' constructors, and their keys against the constructors' parameters; the plain sections
-(trainer, preprocess) are typed here. Hydra's `+key=value` adds keys that no schema knows, so every key
-of the composed config is checked here too.
+their classes' constructors, their keys against the constructors' parameters and their plain values
+against the parameters' annotations; the plain sections (trainer, preprocess) are typed here. Hydra's
+`+key=value` adds keys that no schema knows, so every key of the composed config is checked here too.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from seqrec.data.event_filter import keep_values
 from seqrec.data.preprocess import DUPLICATE_POLICIES, KCORE_ORDERS
 from seqrec.errors import ConfigError
+from seqrec.models.legacy import is_old_model_config, old_config_message
 
 
 @dataclass
@@ -64,38 +65,6 @@ class BatchesConfig:
 
 
 @dataclass
-class ModelConfig:
-    _target_: str = "seqrec.model.SasRecBackbone"
-    num_items: int = MISSING
-    embedding_dim: int = 64
-    num_heads: int = 2
-    num_layers: int = 2
-    ffn_dim: int = 256
-    dropout: float = 0.1
-    max_seq_len: int = 200
-    norm_first: bool = False
-    position_order: str = "backward"
-    norm_keys_values: bool = True
-    residual_from_norm: bool = False
-    ffn_norm: bool = True
-    norm_per_position: bool = False
-    layer_norm_eps: float = 1e-5
-    activation: str = "gelu"
-    attention_out_projection: bool = True
-    attention_output_dropout: bool = True
-    embedding_dropout: float = 0.0
-    scale_item_embeddings: bool = False
-    attend_padding: bool = False
-    init: str = "trunc_normal"
-    layout: str = "auto"
-    ffn_output_dropout: bool = True
-    padding_embedding: bool = False
-    query_projection: bool = False
-    item_projection: bool = False
-    similarity: str = "dot"
-
-
-@dataclass
 class TrialConfig:
     """Set by `python -m seqrec.tune` when a run is one trial of an Optuna study (never by hand): the run
     validates only, never evaluates the test set, and reports each validation to the study for pruning."""
@@ -112,7 +81,7 @@ class TrialConfig:
 class SeqrecConfig:
     dataset: Any = MISSING
     split: Any = MISSING
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = MISSING
     loss: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     evaluation: Any = MISSING
@@ -140,7 +109,7 @@ def check_config(cfg: DictConfig) -> None:
     problems = unknown_keys(cfg)
     if problems:  # the value checks below could trip over a misplaced key
         raise ConfigError("; ".join(problems))
-    problems = _value_problems(cfg) + _metric_problems(cfg)
+    problems = _value_problems(cfg) + _metric_problems(cfg) + target_value_problems(cfg)
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems))
 
@@ -161,7 +130,9 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
             problems += _unknown(list(cfg[section].keys()), {f.name for f in fields(schema)}, f"{section}.")
     for group in TARGET_GROUPS:
         node = cfg.get(group)
-        if isinstance(node, DictConfig):
+        if group == "model" and isinstance(node, DictConfig) and is_old_model_config(node):
+            problems.append(old_config_message(OmegaConf.to_container(node)))  # a preset frozen before
+        elif isinstance(node, DictConfig):
             problems += _unknown_target_keys(node, f"{group}.")
     return problems
 
@@ -193,6 +164,44 @@ def _unknown_target_keys(node: DictConfig, prefix: str) -> list[str]:
         child = node._get_node(key)
         if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
             problems += _unknown_target_keys(child, f"{prefix}{key}.")
+    return problems
+
+
+def target_value_problems(cfg: DictConfig) -> list[str]:
+    """One message per value of a `_target_` group whose type its constructor's annotation rules out."""
+    problems = []
+    for group in TARGET_GROUPS:
+        node = cfg.get(group)
+        if isinstance(node, DictConfig):
+            problems += _target_type_problems(node, f"{group}.")
+    return problems
+
+
+_PLAIN_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "None": (type(None),)}
+
+
+def _target_type_problems(node: DictConfig, prefix: str) -> list[str]:
+    """Values of plain int/float/bool/str (or None where optional) parameters, checked against the
+    annotations (strings under `from __future__ import annotations`); other annotations are not checked."""
+    if "_target_" not in node:
+        return []
+    try:
+        parameters = inspect.signature(get_object(str(node._target_))).parameters
+    except (ImportError, ValueError, TypeError):
+        return []  # unknown_keys says so
+    problems = []
+    for key, parameter in parameters.items():
+        child = node._get_node(key) if key in node else None
+        if child is None or child._is_missing() or child._is_interpolation():
+            continue
+        annotation = parameter.annotation
+        names = [part.strip() for part in str(getattr(annotation, "__name__", annotation)).split("|")]
+        if not names or not all(name in _PLAIN_TYPES for name in names):
+            continue
+        value = node[key]
+        allowed = tuple(t for name in names for t in _PLAIN_TYPES[name])
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            problems.append(f"{prefix}{key}={value!r} must be {' or '.join(names)}; fix the value")
     return problems
 
 

@@ -72,6 +72,7 @@ class Recommender:
         from hydra.utils import instantiate
 
         from seqrec.config import resolve_device
+        from seqrec.models.legacy import upgrade_model_config
         from seqrec.train import autocast_for
 
         info = files.info
@@ -84,7 +85,9 @@ class Recommender:
         scoring = info["scoring"]
         self.batch_size = max(1, min(scoring["batch_size"], scoring["max_scores"] // self.num_items))
         self.exclude_seen_in_evaluation = bool(scoring["exclude_seen"])
-        self.backbone = instantiate(info["model_config"] | {"num_items": self.num_items})
+        # A run recorded before the model variants names the flat backbone: the variant it built.
+        model_config = upgrade_model_config(info["model_config"])
+        self.backbone = instantiate(model_config | {"num_items": self.num_items})
         state = torch.load(files.weights_path, map_location="cpu", weights_only=True)
         self.backbone.load_state_dict(state)
         self.backbone.to(self.device).eval()

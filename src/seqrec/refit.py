@@ -102,6 +102,7 @@ def refit(run_dir: Path, until: str = "test", steps: int | None = None, output: 
     from seqrec.config import resolve_device
     from seqrec.data.batches import pack_train_sequences, train_item_counts
     from seqrec.losses.base import CatalogStats
+    from seqrec.models.legacy import upgrade_model_config
     from seqrec.preflight import build_run_parts, check_run_folder, check_training_fits
     from seqrec.records import RunRecorder
     from seqrec.saved_model import save_model, user_blocks
@@ -114,6 +115,8 @@ def refit(run_dir: Path, until: str = "test", steps: int | None = None, output: 
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
     cfg = OmegaConf.create(record["config"])
+    # A run recorded before the model variants names the flat backbone: the variant it built.
+    cfg.model = upgrade_model_config(OmegaConf.to_container(cfg.model))
     cfg.trainer.max_steps = steps
     parts = build_run_parts(cfg)
     output = (
