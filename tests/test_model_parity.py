@@ -59,6 +59,9 @@ def test_the_same_weights_give_the_same_outputs(name, layout):
         torch.testing.assert_close(model(inputs, lengths)[real], expected["forward"][real])
         torch.testing.assert_close(last, expected["last_hidden"])
         torch.testing.assert_close(model.score(last), expected["score"])
+        users = torch.arange(len(lengths))  # the interface's user ids, which SASRec variants ignore
+        assert torch.equal(model.last_hidden(inputs, lengths, users), last)
+        assert torch.equal(model.score(last, users), model.score(last))
         model.train()
         torch.manual_seed(1)
         torch.testing.assert_close(model(inputs, lengths)[real], expected["train_forward"][real])

@@ -127,7 +127,7 @@ class SasRecBackbone(nn.Module):
     def item_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.item_embedding(inputs)  # the ports scale it
 
-    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, Rows]:
+    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> tuple[torch.Tensor, Rows]:
         """The encoder's input: [B, L, D] in the padded layout, [N, D] in the packed one; and its Rows."""
         (batch_size, seq_len), device = inputs.shape, inputs.device
         if seq_len > self.max_seq_len:
@@ -153,7 +153,7 @@ class SasRecBackbone(nn.Module):
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> torch.Tensor:
         """inputs: [B, L] int64 right-padded item ids, lengths: [B] in [1, L] -> [B, L, D] (users: unused)."""
-        x, rows = self.embed(inputs, lengths)
+        x, rows = self.embed(inputs, lengths, users)
         hidden = self.encode(x, rows)
         return rows.layout.unpack(hidden) if rows.layout is not None else hidden
 
@@ -161,8 +161,8 @@ class SasRecBackbone(nn.Module):
         """[B, D] at each row's most recent item. In inference the last layer computes there only (keys and
         values over the whole row): forward()'s function up to rounding, for a fraction of the work."""
         if self.training:
-            return self.forward(inputs, lengths)[torch.arange(len(lengths)), lengths - 1]
-        x, rows = self.embed(inputs[:, : int(lengths.max())], lengths)  # right padding changes nothing
+            return self.forward(inputs, lengths, users)[torch.arange(len(lengths)), lengths - 1]
+        x, rows = self.embed(inputs[:, : int(lengths.max())], lengths, users)  # right padding changes nothing
         return self.encode(x, rows, last_only=True)
 
     def item_vectors(self) -> torch.Tensor:

@@ -21,9 +21,9 @@ class LeftPaddedSasRec(SasRecBackbone):
         """The encoder input of the padding slots with these [B, F] positions ([B, F, D], or a scalar)."""
         return 0.0
 
-    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, Rows]:
+    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> tuple[torch.Tensor, Rows]:
         """-> the window [B, F, D] (F = max_seq_len) and its Rows (every slot real, the last at F - 1)."""
-        x, _ = super().embed(inputs, lengths)  # right-padded [B, L, D]
+        x, _ = super().embed(inputs, lengths, users)  # right-padded [B, L, D]
         x = self.embedding_dropout(x)
         frame_len, (batch_size, _, dim), device = self.max_seq_len, x.shape, x.device
         # Window slot s holds right-padded position s - (F - length), or padding where that is < 0.
@@ -36,7 +36,7 @@ class LeftPaddedSasRec(SasRecBackbone):
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> torch.Tensor:
         """[B, L, D] right-padded, read from the window's slots (padding positions: garbage, ignored)."""
-        frame = super().forward(inputs, lengths)
+        frame = super().forward(inputs, lengths, users)
         (batch_size, seq_len), frame_len = inputs.shape, self.max_seq_len
         slots = (frame_len - lengths)[:, None] + torch.arange(seq_len, device=inputs.device)[None, :]
         slots = slots.clamp(max=frame_len - 1)[..., None].expand(batch_size, seq_len, frame.shape[-1])

@@ -80,8 +80,8 @@ class SasRecTf2Port(SasRecBackbone):
     def item_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.item_embedding(inputs) * math.sqrt(self.item_embedding.embedding_dim)
 
-    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, Rows]:
-        x, rows = super().embed(inputs, lengths)
+    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> tuple[torch.Tensor, Rows]:
+        x, rows = super().embed(inputs, lengths, users)
         return rows.drop(self.embedding_dropout, x), rows
 
     def initialise(self, root: nn.Module) -> None:
