@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from seqrec.metrics import RankingMetrics, check_ks, target_ranks, top_k_items
+from seqrec.sample_metrics import dcg_gains, hits, metric_from_ranks
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 INF = float("inf")
@@ -187,3 +189,28 @@ def test_check_ks_accepts_any_sequence_and_shapes_are_checked():
         metrics.update(torch.zeros(2, 3), torch.zeros(3, dtype=torch.int64))
     with pytest.raises(ValueError, match="at least one sample"):
         metrics.compute()
+
+
+def test_per_sample_values_by_hand():
+    ranks = np.array([1, 2, 3, 10, 11])
+    assert dcg_gains(ranks, k=10).tolist() == pytest.approx(
+        [1.0, 1 / math.log2(3), 0.5, 1 / math.log2(11), 0.0]
+    )
+    assert hits(ranks, k=3).tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert metric_from_ranks("hitrate@3", ranks) == pytest.approx(0.6)
+    assert metric_from_ranks("dcg@2", ranks) == pytest.approx((1 + 1 / math.log2(3)) / 5)
+    for name in ("coverage@10", "dcg", "dcg@x"):
+        assert metric_from_ranks(name, ranks) is None
+    assert metric_from_ranks("dcg@10", np.array([], dtype=np.int64)) is None
+
+
+def test_ranking_metrics_are_the_means_of_the_per_sample_values():
+    generator = torch.Generator().manual_seed(0)
+    scores, targets = torch.randn(40, 30, generator=generator), torch.randint(30, (40,), generator=generator)
+    metrics = RankingMetrics([1, 5, 10], num_items=30)
+    metrics.update(scores, targets)
+    ranks = target_ranks(scores, targets).numpy()
+    computed = metrics.compute()
+    for k in (1, 5, 10):
+        assert computed[f"dcg@{k}"] == metric_from_ranks(f"dcg@{k}", ranks)
+        assert computed[f"hitrate@{k}"] == float(np.mean(ranks <= k))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from seqrec.errors import UserError
+from seqrec.sample_metrics import dcg_gains, hits
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")
 INSTALL_HINT = "pip install 'seqrec[ann]' (or: pip install faiss-cpu)"
@@ -132,10 +133,10 @@ class CheckReport:
 
 def _hit_metrics(top: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
     """top: [S, k] item rows (-1: no item), targets [S] -> (HitRate@k, DCG@k)."""
-    hits = top == targets[:, None]
-    positions = hits.argmax(1) + 1
-    found = hits.any(1)
-    return float(found.mean()), float(np.where(found, 1.0 / np.log2(positions + 1.0), 0.0).mean())
+    found = top == targets[:, None]
+    k = top.shape[1]
+    ranks = np.where(found.any(1), found.argmax(1) + 1, k + 1)  # k + 1: not in the top k
+    return float(hits(ranks, k).mean()), float(dcg_gains(ranks, k).mean())
 
 
 def _keep_unseen(found: np.ndarray, histories: list[np.ndarray], targets: np.ndarray, k: int) -> np.ndarray:
@@ -209,9 +210,8 @@ def check_index(
     approximate = RetrievalResult(name, *_hit_metrics(index_top, targets), recall, samples / index_seconds)
     recorded_hitrate = recorded_dcg = None
     if recorded_ranks is not None:
-        recorded_hits = recorded_ranks <= k
-        recorded_hitrate = float(recorded_hits.mean())
-        recorded_dcg = float(np.where(recorded_hits, 1.0 / np.log2(recorded_ranks + 1.0), 0.0).mean())
+        recorded_hitrate = float(hits(recorded_ranks, k).mean())
+        recorded_dcg = float(dcg_gains(recorded_ranks, k).mean())
     return CheckReport(
         k, samples, exclude_seen, exact, approximate, recorded_hitrate, recorded_dcg, settings or {}
     )

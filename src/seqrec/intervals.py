@@ -29,14 +29,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from seqrec.sample_metrics import dcg_gains
+
 LEVEL = 0.95
 MIN_EACH_SIDE = 5  # the usual rule for a normal approximation: >= 5 values on each side
-
-
-def dcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
-    """[S] float: 1 / log2(rank + 1) where rank <= k, else 0 (ranks are 1-based)."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
 
 
 def wilson_interval(

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from seqrec.sample_metrics import dcg_gains, hits
+
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """1-based rank of each target: 1 + #{j: s_j > s_t} + #{j < t: s_j == s_t}.
@@ -84,8 +86,8 @@ def check_ks(ks: Sequence[int], num_items: int | None = None) -> tuple[int, ...]
 class RankingMetrics:
     """DCG@k, HitRate@k and Coverage@k accumulated over evaluation batches.
 
-    HitRate@k = mean [rank <= k]; DCG@k = mean 1/log2(rank + 1) if rank <= k else 0 (with one
-    positive this equals NDCG@k); Coverage@k = #distinct items in all samples' top-k lists / num_items.
+    HitRate@k and DCG@k are means of per-sample values (seqrec.sample_metrics: DCG equals NDCG with one
+    positive); Coverage@k = #distinct items in all samples' top-k lists / num_items.
     """
 
     def __init__(self, ks: Sequence[int], num_items: int):
@@ -141,10 +143,9 @@ class RankingMetrics:
             raise ValueError(
                 "the model produced NaN scores; metrics would be meaningless (check for divergence)"
             )
-        ranks = torch.cat(self._ranks).to(torch.float64)
-        gains = 1.0 / torch.log2(ranks + 1.0)
-        dcg = {f"dcg@{k}": float(torch.where(ranks <= k, gains, 0.0).mean()) for k in self.ks}
-        hitrate = {f"hitrate@{k}": float((ranks <= k).to(torch.float64).mean()) for k in self.ks}
+        ranks = self.ranks().numpy()
+        dcg = {f"dcg@{k}": float(dcg_gains(ranks, k).mean()) for k in self.ks}
+        hitrate = {f"hitrate@{k}": float(hits(ranks, k).mean()) for k in self.ks}
         covered = self._covered.sum(1).tolist()
         coverage = {
             f"coverage@{k}": count / self.num_items for k, count in zip(self.ks, covered, strict=True)

@@ -8,24 +8,14 @@ a test-set fingerprint, hold exactly those (user, item) pairs.
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 from seqrec.fingerprints import test_set_fingerprint
+from seqrec.sample_metrics import metric_from_ranks
 
 # run.json stores float metrics from float32/float64 means; a real mismatch (other ranks) is far larger.
 ABSOLUTE_TOLERANCE = 1e-5
 RELATIVE_TOLERANCE = 1e-4
-
-
-def metric_from_ranks(name: str, ranks: np.ndarray) -> float | None:
-    """dcg@k or hitrate@k of [S] 1-based ranks; None for a metric the ranks cannot give (coverage)."""
-    kind, _, cutoff = name.partition("@")
-    if kind not in ("dcg", "hitrate") or not cutoff.isdigit() or not ranks.size:
-        return None
-    k = int(cutoff)
-    values = np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0) if kind == "dcg" else ranks <= k
-    return float(np.mean(values))
 
 
 def ranks_mismatch(ranks: pl.DataFrame, recorded: dict[str, float]) -> str | None:

@@ -19,6 +19,7 @@ from seqrec.compare.errors import RecordError
 from seqrec.compare.protocols import check_one_group
 from seqrec.compare.runs import RANKS_FILE, RunRecord
 from seqrec.compare.table import check_one_run_per_seed, table_style
+from seqrec.sample_metrics import PER_SAMPLE_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +32,6 @@ METHODS = {
     "seed-averaged differences, sign-flip p-value; says nothing about retraining",
 }
 TESTS = ("seeds", "samples")
-
-
-def dcg_per_sample(ranks: np.ndarray, k: int) -> np.ndarray:
-    """[S] 1-based ranks -> [S] float: 1/log2(rank+1) if rank <= k else 0."""
-    return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
-
-
-def hitrate_per_sample(ranks: np.ndarray, k: int) -> np.ndarray:
-    """[S] 1-based ranks -> [S] float: 1 if rank <= k else 0."""
-    return (ranks <= k).astype(np.float64)
-
-
-PER_SAMPLE_METRICS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "dcg": dcg_per_sample,
-    "hitrate": hitrate_per_sample,
-}
 
 
 def per_sample_metric(metric: str) -> Callable[[np.ndarray], np.ndarray]:
