@@ -25,3 +25,10 @@ def one_line(text: str) -> str:
     """`text` with its lines joined by "; " (a user sees the whole message at once)."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return "; ".join(lines)
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ValueError(message) unless condition holds: for the checks of a constructor's settings (a Hydra
+    `_target_`), whose ValueError `seqrec.preflight.instantiate_group` reports in one line."""
+    if not condition:
+        raise ValueError(message)

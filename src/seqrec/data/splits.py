@@ -14,11 +14,7 @@ import numpy as np
 import torch
 
 from seqrec.data.types import DataError, EvalSamples, InteractionLog, SplitData
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
+from seqrec.errors import require
 
 
 @dataclass(frozen=True)
@@ -153,14 +149,14 @@ class TimeSplit:
         min_train_events: int = 5,
         min_history: int = 1,
     ):
-        _require(0.0 < valid_quantile < 1.0, f"split.valid_quantile must be in (0, 1), got {valid_quantile}")
-        _require(0.0 < test_quantile < 1.0, f"split.test_quantile must be in (0, 1), got {test_quantile}")
-        _require(
+        require(0.0 < valid_quantile < 1.0, f"split.valid_quantile must be in (0, 1), got {valid_quantile}")
+        require(0.0 < test_quantile < 1.0, f"split.test_quantile must be in (0, 1), got {test_quantile}")
+        require(
             valid_quantile < test_quantile,
             f"split.valid_quantile ({valid_quantile}) must be below split.test_quantile ({test_quantile})",
         )
-        _require(min_train_events >= 1, f"split.min_train_events must be >= 1, got {min_train_events}")
-        _require(min_history >= 1, f"split.min_history must be >= 1, got {min_history}")
+        require(min_train_events >= 1, f"split.min_train_events must be >= 1, got {min_train_events}")
+        require(min_history >= 1, f"split.min_history must be >= 1, got {min_history}")
         self.valid_quantile = valid_quantile
         self.test_quantile = test_quantile
         self.min_train_events = min_train_events
@@ -233,7 +229,7 @@ class LeaveOneOutSplit:
 
     def __init__(self, min_events: int = 4):
         # With 2 events the validation target would have no history.
-        _require(min_events >= 3, f"split.min_events must be >= 3, got {min_events}")
+        require(min_events >= 3, f"split.min_events must be >= 3, got {min_events}")
         self.min_events = min_events
 
     def apply(self, log: InteractionLog) -> SplitData:

@@ -42,6 +42,7 @@ import polars as pl
 import torch
 
 from seqrec.data.types import RAW_SCHEMA, DataError
+from seqrec.errors import require
 
 GENERATOR_VERSION = 1
 """Bumped whenever the generated log changes for the same parameters (it is part of the fingerprint)."""
@@ -86,33 +87,33 @@ class SyntheticSource:
         follow_probability: float = 0.6,
         seed: int = 0,
     ) -> None:
-        _require(num_users >= 1, f"dataset.num_users must be >= 1, got {num_users}")
-        _require(
+        require(num_users >= 1, f"dataset.num_users must be >= 1, got {num_users}")
+        require(
             successors_per_item >= 1, f"dataset.successors_per_item must be >= 1, got {successors_per_item}"
         )
-        _require(
+        require(
             num_items > successors_per_item,
             f"dataset.num_items must exceed dataset.successors_per_item ({successors_per_item}), "
             f"got {num_items}",
         )
-        _require(min_length >= 1, f"dataset.min_length must be >= 1, got {min_length}")
-        _require(
+        require(min_length >= 1, f"dataset.min_length must be >= 1, got {min_length}")
+        require(
             min_length <= max_length,
             f"dataset.min_length ({min_length}) must be <= dataset.max_length ({max_length})",
         )
-        _require(
+        require(
             min_length <= mean_length <= max_length,
             f"dataset.mean_length must lie in [min_length, max_length] = [{min_length}, {max_length}], "
             f"got {mean_length}",
         )
-        _require(
+        require(
             popularity_exponent >= 0, f"dataset.popularity_exponent must be >= 0, got {popularity_exponent}"
         )
-        _require(
+        require(
             0 <= follow_probability <= 1,
             f"dataset.follow_probability must be in [0, 1], got {follow_probability}",
         )
-        _require(seed >= 0, f"dataset.seed must be >= 0, got {seed}")
+        require(seed >= 0, f"dataset.seed must be >= 0, got {seed}")
         self.num_users = int(num_users)
         self.num_items = int(num_items)
         self.mean_length = float(mean_length)
@@ -242,11 +243,6 @@ class SyntheticSource:
         elapsed = np.cumsum(gaps)
         elapsed -= np.repeat(elapsed[starts], lengths)
         return np.repeat(user_start_time, lengths) + elapsed
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 def _cdf(probabilities: np.ndarray) -> np.ndarray:

@@ -88,12 +88,6 @@ class Objective(nn.Module, abc.ABC):
         return {}
 
 
-def require(condition: bool, message: str) -> None:
-    """Raise ValueError(message) unless condition holds; for hyperparameter checks in `__init__`."""
-    if not condition:
-        raise ValueError(message)
-
-
 def pool_cap(key: str, requested: int, pool: tuple[int, int]) -> dict[str, list[int]]:
     """{key: [fewest, most]} draws per batch when `requested` draws without replacement exceed the
     smallest in-batch pool (pool = (fewest, most) entries); {} when every batch draws `requested`."""

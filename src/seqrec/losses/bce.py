@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seqrec.errors import require
 from seqrec.losses import sampling
-from seqrec.losses.base import Objective, ObjectiveInput, require
+from seqrec.losses.base import Objective, ObjectiveInput
 
 
 class BCE(Objective):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from seqrec.errors import ConfigError
+from seqrec.errors import ConfigError, require
 from seqrec.losses import sampling
-from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, require
+from seqrec.losses.base import DataSizes, Objective, ObjectiveInput
 
 
 class GBCE(Objective):

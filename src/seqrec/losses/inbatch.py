@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from seqrec.errors import require
 from seqrec.losses import sampling
-from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap, require
+from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap
 
 
 class InBatch(Objective):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seqrec.errors import require
 from seqrec.losses import sampling
-from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap, require
+from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap
 
 
 class InBatchSymmetric(Objective):

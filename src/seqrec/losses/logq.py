@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from seqrec.losses.base import ObjectiveInput, require
+from seqrec.errors import require
+from seqrec.losses.base import ObjectiveInput
 from seqrec.losses.inbatch import InBatch
 
 # Keeps the log finite for items that never occur among the training inputs (protocol value).

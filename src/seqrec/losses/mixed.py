@@ -6,8 +6,9 @@ import math
 
 import torch
 
+from seqrec.errors import require
 from seqrec.losses import sampling
-from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap, require
+from seqrec.losses.base import DataSizes, Objective, ObjectiveInput, pool_cap
 from seqrec.losses.logq import PRIOR_EPSILON
 
 

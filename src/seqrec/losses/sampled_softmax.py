@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import torch
 
-from seqrec.losses.base import CatalogStats, Objective, ObjectiveInput, require
+from seqrec.errors import require
+from seqrec.losses.base import CatalogStats, Objective, ObjectiveInput
 
 # Imported by name: the `sampling` hyperparameter would shadow the module.
 from seqrec.losses.sampling import (

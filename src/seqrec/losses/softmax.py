@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from seqrec.errors import require
 from seqrec.losses import sampling
-from seqrec.losses.base import Objective, ObjectiveInput, require
+from seqrec.losses.base import Objective, ObjectiveInput
 
 # On CPU a chunk of about this many logits stays in the core's cache while it is used three times, but
 # every chunk reads the whole item table, so a chunk has at least CPU_MIN_CHUNK_ROWS rows (measured).
