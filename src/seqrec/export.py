@@ -27,6 +27,7 @@ import polars as pl
 
 from seqrec.ann import INDEX_KINDS, IndexSettings
 from seqrec.errors import UserError, one_line
+from seqrec.files import atomic_path, write_text_atomic
 
 EXPORT_FILE = "export.json"
 FORMATS = ("parquet", "npy")
@@ -95,14 +96,15 @@ def _id_series(name: str, ids: np.ndarray) -> pl.Series:
 
 
 def write_vectors(folder: Path, fmt: str, name: str, ids: np.ndarray, vectors: np.ndarray) -> list[str]:
-    """Write one table of ids and vectors; returns the file names."""
+    """Write one table of ids and vectors, each file whole or not at all; returns the file names."""
     if fmt == "parquet":
-        pl.DataFrame([_id_series(name, ids), pl.Series("vector", vectors)]).write_parquet(
-            folder / f"{name}s.parquet"
-        )
+        with atomic_path(folder / f"{name}s.parquet") as temp:
+            pl.DataFrame([_id_series(name, ids), pl.Series("vector", vectors)]).write_parquet(temp)
         return [f"{name}s.parquet"]
-    np.save(folder / f"{name}_vectors.npy", vectors)
-    pl.DataFrame([_id_series(name, ids)]).write_parquet(folder / f"{name}_ids.parquet")
+    with atomic_path(folder / f"{name}_vectors.npy") as temp, open(temp, "wb") as file:
+        np.save(file, vectors)
+    with atomic_path(folder / f"{name}_ids.parquet") as temp:
+        pl.DataFrame([_id_series(name, ids)]).write_parquet(temp)
     return [f"{name}_vectors.npy", f"{name}_ids.parquet"]
 
 
@@ -149,6 +151,7 @@ def export(
     similarity = check_similarity(model.similarity, similarity, item_vectors)
     samples = run_test_samples(model) if check else None  # a folder without test ranks fails before writing
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / EXPORT_FILE).unlink(missing_ok=True)  # written last: a failed export leaves none
     user_vectors = model.query_vectors_of(model.files.histories)
     files = write_vectors(folder, fmt, "item", model.item_ids, item_vectors)
     files += write_vectors(folder, fmt, "user", model.users, user_vectors)
@@ -171,7 +174,8 @@ def export(
         settings = index_settings.resolved(len(item_vectors))
         index = build_index(item_vectors, settings)
         index_file = f"items.{settings.kind}.faiss"
-        faiss.write_index(index, str(folder / index_file))
+        with atomic_path(folder / index_file) as temp:
+            faiss.write_index(index, str(temp))
         info["index"] = {"file": index_file, "rows": "row r is items' row r", **asdict(settings)}
         if check:
             query_vectors = model.query_vectors_of(samples.histories)
@@ -189,10 +193,10 @@ def export(
                 model.batch_size,
                 asdict(settings),
             )
-            (folder / "check.json").write_text(json.dumps(report.to_dict(), indent=2))
+            write_text_atomic(folder / "check.json", json.dumps(report.to_dict(), indent=2))
             info["check"] = report
     payload = {key: value for key, value in info.items() if key != "check"}
-    (folder / EXPORT_FILE).write_text(json.dumps(payload, indent=2))
+    write_text_atomic(folder / EXPORT_FILE, json.dumps(payload, indent=2))
     info["folder"] = folder
     return info
 

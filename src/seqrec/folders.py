@@ -8,6 +8,9 @@ from pathlib import Path
 
 from seqrec.errors import UserError
 
+CACHE_FOLDER = "the cache folder (cache_dir)"
+CACHE_FIX = "Set cache_dir=null to run without a cache, or cache_dir=DIR."
+
 
 def expand(path: str | Path) -> Path:
     """`~` and $VARIABLES expanded."""
@@ -27,6 +30,11 @@ def require_writable_folder(path: str | Path, what: str, fix: str) -> Path:
     return folder
 
 
+def require_cache_folder(cache_dir: str | Path, fix: str = CACHE_FIX) -> Path:
+    """The cache folder, created and checked like any folder seqrec writes into."""
+    return require_writable_folder(cache_dir, CACHE_FOLDER, fix)
+
+
 def describe_os_error(error: OSError) -> str:
-    """'No space left on device' rather than '[Errno 28] No space left on device: /x/y.part'."""
+    """'No space left on device' rather than '[Errno 28] No space left on device: /x/y.tmp'."""
     return error.strerror or str(error)

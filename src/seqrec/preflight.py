@@ -15,12 +15,11 @@ from omegaconf import DictConfig
 from seqrec.config import check_config
 from seqrec.data.types import SplitData
 from seqrec.errors import ConfigError, UserError, one_line
-from seqrec.folders import require_writable_folder
+from seqrec.folders import require_cache_folder, require_writable_folder
 from seqrec.losses.base import DataSizes
 from seqrec.records import RUN_FILE, check_new_run_dir
 
 SWEEP_FILE = "multirun.yaml"  # what Hydra writes at the root of a sweep folder
-CACHE_FIX = "Set cache_dir=null to run without a cache, or cache_dir=DIR."
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def build_run_parts(cfg: DictConfig) -> RunParts:
             "model.item_projection=false"
         )
     if cfg.cache_dir is not None:
-        require_writable_folder(cfg.cache_dir, "the cache folder (cache_dir)", CACHE_FIX)
+        require_cache_folder(cfg.cache_dir)
     return parts
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from seqrec.errors import UserError, one_line
+from seqrec.files import atomic_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,9 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         known_users, recommendations = model.recommend_users(users, args.k, args.exclude_seen, allowed)
         frame = recommendations.to_frame(known_users)
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        frame.write_parquet(tmp)
-        os.replace(tmp, args.output)
+        with atomic_path(args.output) as temp:
+            frame.write_parquet(temp)
     except (UserError, OSError) as error:
         print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 1

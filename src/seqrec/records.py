@@ -23,6 +23,7 @@ import polars as pl
 import torch
 
 from seqrec.errors import UserError
+from seqrec.files import atomic_path, write_text_atomic
 from seqrec.folders import describe_os_error
 from seqrec.run_status import process_identity
 
@@ -38,12 +39,7 @@ class RunDirectoryInUse(UserError, RuntimeError):
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(payload, indent=2, default=_jsonable))
 
 
 def _jsonable(value: Any) -> Any:
@@ -167,9 +163,8 @@ class RunRecorder:
             values = values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
             columns.append(pl.Series(name, values, dtype=pl.Int64))
         frame = pl.DataFrame(columns).cast({"rank": pl.Int64})
-        tmp = self.run_dir / f".{RANKS_FILE}.tmp"
-        frame.write_parquet(tmp)
-        os.replace(tmp, self.run_dir / RANKS_FILE)
+        with atomic_path(self.run_dir / RANKS_FILE) as temp:
+            frame.write_parquet(temp)
 
     def finish(self, status: str, error: str | None = None) -> None:
         self.record.update(

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from seqrec.compare import RunScan, compare, format_report, scan_run_dirs
 from seqrec.compare.cli import tuning_only_report
 from seqrec.compare.tuning import study_views
+from seqrec.files import write_text_atomic
 
 STAT_KEYS = (
     "users",
@@ -139,7 +140,7 @@ def write_page(args: argparse.Namespace, argv: list[str], sections: list[str]) -
         "folders; do not edit by hand.",
     ]
     page = "\n\n".join(header + sections).rstrip()
-    args.output.write_text(page + "\n")
+    write_text_atomic(args.output, page + "\n")
     print(page)
     return 0
 

@@ -23,6 +23,7 @@ import polars as pl
 import torch
 
 from seqrec.errors import UserError
+from seqrec.files import atomic_path
 
 MODEL_DIR = "model"
 MODEL_FILE = "model.json"
@@ -72,16 +73,9 @@ def save_model(
     trained the weights (said in model.json).
     """
     folder = Path(run_dir) / MODEL_DIR
-    tmp = folder.with_name(f".{MODEL_DIR}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_path(folder) as tmp:  # a run that fails here keeps no half-written model
+        tmp.mkdir()
         _write_model_files(tmp, weights_path, model, cfg, item_seq, users, item_ids, trained_on)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a run that fails here keeps no half-written model
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
     return folder
 
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from seqrec.cost import TrainingClock
 from seqrec.data.batches import TrainBatch, TrainBatches, TrainTensors
 from seqrec.errors import UserError
+from seqrec.files import atomic_path
 from seqrec.folders import describe_os_error
 from seqrec.losses.base import CatalogStats, Objective, ObjectiveInput
 from seqrec.model import SasRecBackbone
@@ -305,13 +306,10 @@ def save_checkpoint(model: torch.nn.Module, path) -> None:
     """The model's weights into `path`, through a temporary file that a failed write removes. Writing
     through a Python file keeps the OSError of a full disk (torch's own file writer says only "unexpected
     pos"), reported in one line."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as file:
+        with atomic_path(path) as temp, open(temp, "wb") as file:
             torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, file)
-        tmp.replace(path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
         os_error = _os_error_in(error)
         if os_error is None:
             raise

@@ -46,6 +46,7 @@ from seqrec.compare.statistics import ALPHA, MIN_SEEDS_FOR_VERDICT
 from seqrec.compare.table import PROTOCOL_METRICS, SECONDS_COLUMN, format_table, results_table, table_style
 from seqrec.compare.tuning import format_study, plot_tuning_curves, study_json, study_views
 from seqrec.compare.wandb_source import scan_wandb_runs
+from seqrec.files import write_text_atomic
 
 FORMATS = ("plain", "markdown", "json")
 CEILING_SPLIT = "oracle_test"  # run.json metrics of the synthetic generator's Bayes-optimal ranking
@@ -561,5 +562,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = format_report(comparison, args.style, "python -m seqrec.compare " + shlex.join(argv))
     print(report)
     if args.output is not None:
-        args.output.write_text(report + "\n")
+        write_text_atomic(args.output, report + "\n")
     return 0

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
 from seqrec.data.types import DataError
+from seqrec.files import atomic_path
 
 DIGEST_LENGTHS = {"md5": 32, "sha256": 64}
 """Accepted checksum algorithms ("<algorithm>:<hex digest>") and their digest length in hex digits."""
@@ -71,7 +68,8 @@ def fetch(url: str, destination: Path, checksum: str | None, progress: bool = Tr
     if destination.is_file() and (expected is None or file_digest(destination, expected[0]) == expected[1]):
         return destination
 
-    with atomic_writer(destination) as temp_file:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(destination) as temp, open(temp, "wb") as temp_file:
         digest = _download_into(url, temp_file, expected[0] if expected else "md5", progress)
         if expected is not None and digest != expected[1]:
             raise DataError(
@@ -80,19 +78,6 @@ def fetch(url: str, destination: Path, checksum: str | None, progress: bool = Tr
                 f"hand, check it, and pass its local path as dataset.path=/path/to/file.zip."
             )
     return destination
-
-
-@contextmanager
-def atomic_writer(target: Path) -> Iterator[BinaryIO]:
-    """Yield a binary file that becomes `target` (by rename) only if the block finishes without error."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(descriptor, "wb") as temp_file:
-            yield temp_file
-        os.replace(temp_name, target)
-    finally:
-        Path(temp_name).unlink(missing_ok=True)
 
 
 def _download_into(url: str, temp_file: BinaryIO, algorithm: str, progress: bool) -> str:
@@ -160,7 +145,8 @@ def extract_member(zip_path: Path, member_suffix: str, destination_dir: Path) ->
                     f"Is it the right archive? You can also pass the extracted file as dataset.path."
                 )
             target = destination_dir / _safe_member_path(names[0], zip_path)
-            with atomic_writer(target) as temp_file, archive.open(names[0]) as member:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target) as temp, open(temp, "wb") as temp_file, archive.open(names[0]) as member:
                 shutil.copyfileobj(member, temp_file, CHUNK_BYTES)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
         raise DataError(

@@ -3,7 +3,6 @@ and what was expected, so that a malformed log fails in one line before any work
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import polars as pl
 import xxhash
 
 from seqrec.data.types import DataError
+from seqrec.folders import expand
 
 TEXT_CHECK_BYTES = 1 << 16  # bytes read to tell text from binary data
 HASH_CHUNK_BYTES = 1 << 20
@@ -185,14 +185,10 @@ def _row(position: int, rows: pl.Series | None) -> int:
 
 
 def existing_path(path: str) -> Path:
-    resolved = expand_path(path)
+    resolved = expand(path).absolute()
     if not resolved.exists():
         raise DataError(f"dataset.path={path} does not exist (looked at {resolved}).")
     return resolved
-
-
-def expand_path(path: str) -> Path:
-    return Path(os.path.expandvars(os.path.expanduser(str(path)))).absolute()
 
 
 def file_content(path: Path) -> str:

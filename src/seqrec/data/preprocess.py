@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from seqrec.data.download import atomic_writer
 from seqrec.data.event_filter import keep_values
 from seqrec.data.sources import RawSource
 from seqrec.data.types import ID_COLUMNS, RAW_SCHEMA, DataError, InteractionLog
-from seqrec.folders import describe_os_error, require_writable_folder
+from seqrec.files import atomic_path
+from seqrec.folders import CACHE_FOLDER, describe_os_error, require_cache_folder
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +280,7 @@ def _cached_log(source: RawSource, cache_dir: str | None, options: dict, keep: d
 
     if cache_dir is None:
         return replace(processed(), source_fingerprint=source.fingerprint())
-    fix = "Set cache_dir=null to run without a cache, or cache_dir=DIR."
-    folder = require_writable_folder(cache_dir, "the cache folder (cache_dir)", fix)
+    folder = require_cache_folder(cache_dir)
     fingerprint = source.fingerprint()
     key_text = json.dumps(
         {
@@ -307,8 +306,9 @@ def _cached_log(source: RawSource, cache_dir: str | None, options: dict, keep: d
         _write_cache(cache_path, interaction_log, key_text)
     except OSError as error:  # e.g. a full disk: the log is in memory, so the run goes on without the cache
         log.warning(
-            "could not write the processed log into the cache folder (cache_dir) %s: %s; continuing without "
-            "caching it. Free space there, or set cache_dir=null or cache_dir=DIR.",
+            "could not write the processed log into %s %s: %s; continuing without caching it. Free space "
+            "there, or set cache_dir=null or cache_dir=DIR.",
+            CACHE_FOLDER,
             folder,
             describe_os_error(error),
         )
@@ -324,8 +324,8 @@ def _write_cache(path: Path, interaction_log: InteractionLog, key_text: str) -> 
         "stats": interaction_log.stats,
         "key": key_text,
     }
-    with atomic_writer(path) as temp_file:
-        interaction_log.events.write_parquet(temp_file, metadata={"seqrec": json.dumps(extra)})
+    with atomic_path(path) as temp:
+        interaction_log.events.write_parquet(temp, metadata={"seqrec": json.dumps(extra)})
     log.info("cached the processed log at %s", path)
 
 

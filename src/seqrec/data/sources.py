@@ -16,7 +16,6 @@ from seqrec.data.event_filter import kept_rows
 from seqrec.data.parsing import (
     Origin,
     existing_path,
-    expand_path,
     file_content,
     require_parquet_file,
     require_text_file,
@@ -26,7 +25,7 @@ from seqrec.data.parsing import (
     to_timestamps,
 )
 from seqrec.data.types import RAW_SCHEMA, DataError
-from seqrec.folders import describe_os_error, require_writable_folder
+from seqrec.folders import CACHE_FOLDER, describe_os_error, expand, require_cache_folder
 
 # Reads every line whole: a separator byte that never occurs in text, and no quoting.
 _LINE_SEPARATOR = "\x1f"
@@ -121,7 +120,7 @@ class GroupLens:
         self.url = url or GROUPLENS_URL.format(name=name)
         self.checksum_given = checksum is not None
         self.checksum = checksum if checksum is not None else self.published_checksum
-        self.cache_dir = expand_path(cache_dir) if cache_dir is not None else None
+        self.cache_dir = expand(cache_dir).absolute() if cache_dir is not None else None
         if self.cache_dir is None and (self.path is None or self.path.suffix.lower() == ".zip"):
             raise DataError(
                 f"dataset={name} needs a folder for the zip and its ratings, but cache_dir is null; set "
@@ -182,14 +181,13 @@ class GroupLens:
     def _from_zip(self, file_name: str) -> Path:
         """Download and verify the zip unless there is a local one; extract the ratings into cache_dir."""
         fix = "Set cache_dir=DIR (a writable folder with space) or pass the extracted folder as dataset.path."
-        require_writable_folder(self.cache_dir, "the cache folder (cache_dir)", fix)
+        require_cache_folder(self.cache_dir, fix)
         try:
             zip_path = self.path or fetch(self.url, self.cache_dir / f"{self.name}.zip", self.checksum)
             return extract_member(zip_path, file_name, self.cache_dir)
         except OSError as error:  # e.g. the disk filled up while writing
             raise DataError(
-                f"could not write into the cache folder (cache_dir) {self.cache_dir}: "
-                f"{describe_os_error(error)}. {fix}"
+                f"could not write into {CACHE_FOLDER} {self.cache_dir}: {describe_os_error(error)}. {fix}"
             ) from error
 
 

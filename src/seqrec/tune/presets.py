@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqrec.config import quote_bare_characters
 from seqrec.errors import ConfigError, UserError, one_line
+from seqrec.files import write_text_atomic
 from seqrec.preflight import build_run_parts
 from seqrec.tune.settings import CONF_DIR
 
@@ -67,6 +68,4 @@ def freeze(cfg: DictConfig, path: Path, header: list[str]) -> None:
     text = "# @package _global_\n" + "".join(f"# {line}\n" for line in header)
     text += OmegaConf.to_yaml(OmegaConf.create(preset | values))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqrec.errors import UserError
+from seqrec.files import write_text_atomic
 from seqrec.tune.runner import read_record, read_status, run_job, trial_dir
 from seqrec.tune.settings import TuneCommand
 from seqrec.tune.space import Param, override
@@ -57,7 +58,7 @@ def write_manifest(command: TuneCommand, manifest: dict) -> None:
     path = command.study_dir / MANIFEST_FILE
     if not path.is_file():
         command.study_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        write_text_atomic(path, json.dumps(manifest, indent=2) + "\n")
 
 
 def open_study(storage, loss: str, command: TuneCommand, objective: Objective):
