@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from seqrec.fingerprints import BOOKKEEPING_KEYS
 from seqrec.run_names import MAX_NAME_CHARS, run_dirname, swept_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,10 +25,20 @@ def test_only_swept_keys_name_the_folder():
         "loss"
     }  # a preset's hydra.sweeper.params
     assert run_dirname(["trainer.lr=0.001"], set(), exclude=set(), job_num=2) == "job2"
-    assert (
-        run_dirname(["dataset.path=/a/b", "loss=bce"], {"dataset.path", "loss"}, {"dataset.path"}, 0)
-        == "loss=bce"
-    )
+
+
+@pytest.mark.parametrize("key", [*BOOKKEEPING_KEYS, "logger.mode", "hydra.verbose", "model.dropout"])
+def test_bookkeeping_and_excluded_keys_never_name_a_folder_and_names_stay_unique(key):
+    """Two jobs that differ only in a left-out key (`trainer.device=cpu,cuda`) get folders of their own."""
+    exclude = {"model.dropout"}  # hydra.job.config.override_dirname.exclude_keys
+    jobs = [["loss=bce", f"{key}={value}"] for value in ("a", "b")]
+    names = [run_dirname(job, {"loss", key}, exclude, job_num) for job_num, job in enumerate(jobs)]
+    assert names[0] != names[1] and all(name.startswith("loss=bce-h") and key not in name for name in names)
+    assert [run_dirname([f"{key}={value}"], {key}, exclude, num) for num, value in enumerate("ab")] == [
+        "job0",
+        "job1",
+    ]
+    assert run_dirname(["loss=bce", f"{key}=a"], {"loss"}, exclude, 0) == "loss=bce"  # not swept: no hash
 
 
 def test_long_names_are_shortened_and_stay_unique():
@@ -38,7 +49,7 @@ def test_long_names_are_shortened_and_stay_unique():
     names = [run_dirname(job, swept, exclude=set(), job_num=0) for job in jobs]
     assert all(len(name) <= MAX_NAME_CHARS for name in names)
     assert names[0] != names[1] and names[0][:-11] == names[1][:-11]  # same start, different hash
-    assert run_dirname(["dataset.path=a/b"], {"dataset.path"}, set(), 0) == "dataset.path=a_b"
+    assert run_dirname(["+extra.tag=a/b"], {"extra.tag"}, set(), 0) == "extra.tag=a_b"
 
 
 @pytest.mark.slow

@@ -48,6 +48,19 @@ PROTOCOL_KEYS: tuple[str, ...] = (
 # Config groups whose chosen option is part of a protocol derived from an old record (its config may lack
 # the keys that tell the options apart).
 PROTOCOL_CHOICES: tuple[str, ...] = ("dataset", "split", "evaluation")
+# Bookkeeping: keys that never change what a run computes (where the data lies and is cached, the run's
+# name, logging, progress bars, the device, Hydra's own settings), each with every key under it. The one
+# list that variant labels (seqrec.compare.runs), the check that compared runs share a setup
+# (seqrec.compare.table) and sweep run-folder names (seqrec.run_names) leave out.
+BOOKKEEPING_KEYS: tuple[str, ...] = (
+    "dataset.path",
+    "cache_dir",
+    "name",
+    "logger",
+    "trainer.progress",
+    "trainer.device",
+    "hydra",
+)
 DATA_KEY = "data"  # the source's fingerprint, without the file's location
 UNSET = "(unset)"
 
@@ -58,6 +71,12 @@ def data_identity(source_fingerprint: str) -> str:
     """The source fingerprint without `path=...`: where a file lies is bookkeeping, what it holds is not
     (the rest names its size and a hash of its bytes, and the reading options)."""
     return _LOCATION.sub("", source_fingerprint).strip()
+
+
+def is_under(key: str, names: Sequence[str]) -> bool:
+    """`key` is one of `names` or lies under one: `logger.mode` and a choice `hydra/launcher` lie under
+    `logger` and `hydra`, `experiment_loss@loss` (a group's package) under `experiment_loss`."""
+    return any(key == name or key.startswith((f"{name}.", f"{name}/", f"{name}@")) for name in names)
 
 
 def _value(config: dict, dotted: str) -> Any:

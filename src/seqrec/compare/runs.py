@@ -19,7 +19,7 @@ import polars as pl
 
 from seqrec.compare.errors import RecordError
 from seqrec.compare.record_checks import ranks_mismatch, ranks_test_set
-from seqrec.fingerprints import PROTOCOL_KEYS, PROTOCOL_SECTIONS
+from seqrec.fingerprints import BOOKKEEPING_KEYS, PROTOCOL_KEYS, PROTOCOL_SECTIONS, is_under
 from seqrec.run_status import effective_status
 
 logger = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ HISTORY_FILE = "history.jsonl"
 RANKS_FILE = "test_ranks.parquet"
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the root of every multirun sweep folder
 
-# Overrides that do not change what a run computes: where the data lies, bookkeeping, logging.
-BOOKKEEPING_OVERRIDES = ("seed", "dataset.path", "cache_dir", "name", "trainer.progress", "logger", "hydra")
+# Overrides that never name a variant: bookkeeping, and the seed (the unit of replication).
+NOT_VARIANT_KEYS = (*BOOKKEEPING_KEYS, "seed")
 # Overrides of the protocol (data, preprocessing, split, evaluation, input length, budget): runs that differ
 # there are told apart by their protocol fingerprint (seqrec.compare.protocols), not by variant labels.
 PROTOCOL_OVERRIDES = (*PROTOCOL_SECTIONS, *PROTOCOL_KEYS)
@@ -257,23 +257,27 @@ def load_runs(*paths: str | Path) -> list[RunRecord]:
     return scan.runs
 
 
-def _is_bookkeeping(key: str) -> bool:
-    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in BOOKKEEPING_OVERRIDES)
-
-
-def _is_protocol(key: str) -> bool:
-    return any(key == name or key.startswith((f"{name}.", f"{name}/")) for name in PROTOCOL_OVERRIDES)
-
-
 def _override_values(overrides: Sequence[str]) -> dict[str, str]:
     """["loss=softmax", "+loss.x=1", "seed=0"] -> {"loss.x": "1"}: the overrides that change the result,
     except the `loss` choice itself (the label's stem)."""
     values = {}
     for override in overrides:
         key, assigned, value = override.lstrip("+").partition("=")
-        if assigned and key != "loss" and not _is_bookkeeping(key) and not _is_protocol(key):
+        if assigned and key != "loss" and not is_under(key, (*NOT_VARIANT_KEYS, *PROTOCOL_OVERRIDES)):
             values[key] = value
     return values
+
+
+def flatten(mapping: dict, separator: str = ".") -> dict[str, Any]:
+    """{"loss": {"temperature": 0.5}} -> {"loss.temperature": 0.5}: nested mappings as one level of joined
+    keys, the values as they are."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}{separator}{inner}": v for inner, v in flatten(value, separator).items()})
+        else:
+            flat[str(key)] = value
+    return flat
 
 
 def _config_value(config: dict, key: str) -> str | None:

@@ -13,7 +13,8 @@ from scipy import stats
 
 from seqrec.compare.errors import RecordError
 from seqrec.compare.protocols import check_one_group
-from seqrec.compare.runs import PROTOCOL_OVERRIDES, RunRecord
+from seqrec.compare.runs import PROTOCOL_OVERRIDES, RunRecord, flatten
+from seqrec.fingerprints import BOOKKEEPING_KEYS, is_under
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +30,9 @@ PROTOCOL_METRICS = (
     "coverage@20",
 )
 SECONDS_COLUMN = "seconds_to_best"
-# Config keys that may differ between the runs of one comparison without making it unfair.
-_ALLOWED_DIFFERENCES = (
-    "loss",
-    "experiment_loss",  # the preset's per-loss pins (a config group chosen by the loss)
-    "seed",
-    "name",
-    "experiment",
-    "logger",
-    "cache_dir",
-    "dataset.path",
-    "trainer.progress",
-)
+# Config keys that may differ between the runs of one comparison without making it unfair: the objective,
+# its preset pins (experiment_loss, a group chosen by the loss), the preset, the seed and bookkeeping.
+_ALLOWED_DIFFERENCES = ("loss", "experiment_loss", "experiment", "seed", *BOOKKEEPING_KEYS)
 
 
 def objective_order(runs: Sequence[RunRecord], objectives: Sequence[str] | None) -> list[str]:
@@ -67,16 +59,6 @@ def check_one_run_per_seed(runs: Sequence[RunRecord]) -> None:
         )
 
 
-def _flatten(mapping: dict, prefix: str = "") -> dict[str, str]:
-    flat = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = str(value)
-    return flat
-
-
 def shipped_search_keys() -> tuple[str, ...]:
     """Every key a search space in conf/search tunes (seqrec.tune)."""
     from omegaconf import OmegaConf
@@ -88,7 +70,8 @@ def shipped_search_keys() -> tuple[str, ...]:
 
 def warn_if_setups_differ(runs: Sequence[RunRecord]) -> None:
     """Runs of one comparison should differ only in the objective (and its variant) and the seed."""
-    settings = [_flatten(run.choices) | _flatten(run.config) for run in runs]
+    flat = [flatten(run.choices) | flatten(run.config) for run in runs]
+    settings = [{key: str(value) for key, value in setting.items()} for setting in flat]
     keys = sorted({key for setting in settings for key in setting})
     labelled = {part.split("=")[0] for run in runs for part in run.objective.partition("[")[2].split(",")}
     # variant labels show these differences already; protocol groups (seqrec.compare.protocols) the others
@@ -97,7 +80,7 @@ def warn_if_setups_differ(runs: Sequence[RunRecord]) -> None:
         allowed += shipped_search_keys()  # tuned presets differ in their tuned hyperparameters by design
     mixed = []
     for key in keys:
-        if any(key == name or key.startswith((f"{name}.", f"{name}@")) for name in allowed):
+        if is_under(key, allowed):
             continue
         values = sorted({setting.get(key, "(unset)") for setting in settings})
         if len(values) > 1:

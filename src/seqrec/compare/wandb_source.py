@@ -13,27 +13,16 @@ from typing import Any
 import polars as pl
 
 from seqrec.compare.errors import RecordError
-from seqrec.compare.runs import RunRecord, RunScan, SkippedRun, history_frame, label_variants
+from seqrec.compare.runs import RunRecord, RunScan, SkippedRun, flatten, history_frame, label_variants
 from seqrec.loggers import has_wandb_credentials
 
 logger = logging.getLogger(__name__)
 
 
-def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, prefix=f"{name}/"))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _metrics_from_summary(summary: dict) -> dict[str, dict[str, float]]:
     """{"test/dcg@10": 0.04, ...} (flat or nested) -> {"test": {"dcg@10": 0.04}}; non-numbers are dropped."""
     metrics: dict[str, dict[str, float]] = {}
-    for key, value in _flatten(summary).items():
+    for key, value in flatten(summary, separator="/").items():
         split, _, metric = key.rpartition("/")
         if split and "@" in metric and isinstance(value, int | float) and not isinstance(value, bool):
             metrics.setdefault(split, {})[metric] = float(value)
