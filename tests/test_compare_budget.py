@@ -97,7 +97,7 @@ def write_trial(study, loss: str, number: int, status: str, value: float | None,
 
 
 def test_the_tuning_view_of_a_study_folder(tmp_path):
-    from seqrec.compare.cli import tuning_only_report
+    from seqrec.compare.report_text import tuning_only_report
     from seqrec.compare.tuning import plot_tuning_curves, study_views
 
     study = tmp_path / "study"

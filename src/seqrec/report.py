@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from seqrec.compare import RunScan, compare, format_report, scan_run_dirs
-from seqrec.compare.cli import tuning_only_report
+from seqrec.compare.report_text import tuning_only_report
 from seqrec.compare.tuning import study_views
 from seqrec.files import write_text_atomic
 

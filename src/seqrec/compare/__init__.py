@@ -16,10 +16,13 @@ Modules, each readable on its own:
 - `cost`: steps, events and CPU time per event to the best step, load and evaluation-share notes;
 - `conventions`: compare under either seen-items convention (runs record both);
 - `plots`: validation curves, time to quality, quality vs coverage;
-- `cli`: the command line (plain, markdown or JSON; figures with --plots).
+- `comparison`: all of the above computed once for the chosen runs (`compare` -> `Comparison`);
+- `report_text`, `report_json`: a comparison as plain text or markdown, and as JSON;
+- `cli`: the command line (reads the runs, writes the figures with --plots, prints the report).
 """
 
-from seqrec.compare.cli import Comparison, ceiling, compare, format_report, main, report_json
+from seqrec.compare.cli import main
+from seqrec.compare.comparison import Comparison, ceiling, compare
 from seqrec.compare.conventions import with_convention
 from seqrec.compare.cost import cost_table, format_cost, load_notes
 from seqrec.compare.errors import RecordError
@@ -38,6 +41,8 @@ from seqrec.compare.protocols import (
     protocol_groups,
 )
 from seqrec.compare.ranking import all_pairs, best_objective, first_place, pairs_heading, tied_for_first
+from seqrec.compare.report_json import report_json
+from seqrec.compare.report_text import format_report
 from seqrec.compare.runs import (
     RunRecord,
     RunScan,
