@@ -1,8 +1,12 @@
-"""Shared test helpers: a factory for random ObjectiveInput batches and a spy on helper functions."""
+"""Shared fixtures: a factory for random ObjectiveInput batches, a spy on helper functions, an isolated
+Jupyter kernel (the functions that tests import are in helpers.py)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,3 +72,24 @@ def spy(monkeypatch):
         return returned
 
     return install
+
+
+@pytest.fixture
+def isolated_jupyter(tmp_path: Path, monkeypatch) -> Path:
+    """A python3 kernelspec for this interpreter (the venv) in tmp_path; nothing in the user's home."""
+    jupyter = tmp_path / "jupyter"
+    spec_dir = jupyter / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (seqrec tests)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(jupyter))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter_config"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter_runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend: figures as PNG outputs
+    return spec_dir

@@ -3,12 +3,12 @@ one-line errors that name the line."""
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import polars as pl
 import pytest
 
+from helpers import write_lines
 from seqrec.data.amazon import AmazonReviews
 from seqrec.data.sources import InteractionFile
 from seqrec.data.types import DataError
@@ -34,20 +34,10 @@ REVIEWS = [
 ]
 
 
-def write(path, lines: list[str]):
-    text = "".join(line + "\n" for line in lines)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt") as file:
-            file.write(text)
-    else:
-        path.write_text(text)
-    return path
-
-
 @pytest.mark.parametrize("name", ["reviews.json", "reviews.json.gz", "Electronics_5.json.gz"])
 def test_reads_the_four_fields_in_file_order_and_ignores_the_rest(tmp_path, name):
     lines = [json.dumps(REVIEWS[0]), "", json.dumps(REVIEWS[1]), json.dumps(REVIEWS[2])]  # a blank line
-    raw = AmazonReviews(str(write(tmp_path / name, lines))).load()
+    raw = AmazonReviews(str(write_lines(tmp_path / name, lines))).load()
     assert raw.columns == ["user", "item", "timestamp", "rating"]
     assert raw.schema["user"] == raw.schema["item"] == pl.String
     assert raw.rows() == [
@@ -58,9 +48,9 @@ def test_reads_the_four_fields_in_file_order_and_ignores_the_rest(tmp_path, name
 
 
 def test_fingerprint_follows_the_file(tmp_path):
-    path = write(tmp_path / "reviews.json", [json.dumps(REVIEWS[0])])
+    path = write_lines(tmp_path / "reviews.json", [json.dumps(REVIEWS[0])])
     before = AmazonReviews(str(path)).fingerprint()
-    write(path, [json.dumps(REVIEWS[0]), json.dumps(REVIEWS[1])])
+    write_lines(path, [json.dumps(REVIEWS[0]), json.dumps(REVIEWS[1])])
     assert AmazonReviews(str(path)).fingerprint() != before
 
 
@@ -80,7 +70,9 @@ def test_fingerprint_follows_the_file(tmp_path):
 )
 @pytest.mark.parametrize("suffix", [".json", ".json.gz"])
 def test_bad_lines_are_named(tmp_path, bad_line, message, suffix):
-    path = write(tmp_path / f"reviews{suffix}", [json.dumps(REVIEWS[0]), json.dumps(REVIEWS[1]), bad_line])
+    path = write_lines(
+        tmp_path / f"reviews{suffix}", [json.dumps(REVIEWS[0]), json.dumps(REVIEWS[1]), bad_line]
+    )
     with pytest.raises(DataError, match=message) as error:
         AmazonReviews(str(path)).load()
     assert "\n" not in str(error.value) and "Expected one JSON object per line" in str(error.value)

@@ -5,49 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, InstantiationException
-from omegaconf import open_dict
 
 import seqrec.app
-from seqrec.app import run
+from helpers import SMOKE, TINY_DATA, compose_run_config, run_in_process, run_script
 from seqrec.records import RunDirectoryInUse
 from seqrec.stats import CONF_DIR
-
-REPO = CONF_DIR.parent
-TINY_DATA = [
-    "dataset=synthetic",
-    "dataset.num_users=150",
-    "dataset.num_items=60",
-    "dataset.mean_length=20",
-    "dataset.max_length=60",
-    "cache_dir=null",
-]
-SMOKE = ["debug=smoke", *TINY_DATA]
-
-
-def compose_run_config(overrides: list[str], output_dir: Path):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
-def run_in_process(overrides: list[str], output_dir: Path) -> dict:
-    run(compose_run_config(overrides, output_dir))
-    return json.loads((output_dir / "run.json").read_text())
 
 
 @pytest.mark.parametrize("loss", ["bce", "softmax", "inbatch", "logq"])
@@ -269,18 +236,6 @@ def test_command_line_dataset_overrides_the_preset():
             return_hydra_config=True,
         )
     assert cfg.hydra.runtime.choices.dataset == "ml-100k" and cfg.dataset.name == "ml-100k"
-
-
-def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run(
-        [sys.executable, str(REPO / "run.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.mark.slow

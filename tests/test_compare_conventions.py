@@ -69,7 +69,7 @@ def test_runs_without_the_other_convention_say_so_in_one_line(tmp_path: Path, ca
 
 @pytest.mark.slow
 def test_both_conventions_in_one_run_equal_two_separate_runs(tmp_path: Path):
-    from test_app import SMOKE, run_in_process
+    from helpers import SMOKE, run_in_process
 
     records = {
         value: run_in_process([*SMOKE, "loss=bce", f"evaluation.exclude_seen={value}"], tmp_path / value)

@@ -326,8 +326,8 @@ def test_a_folder_name_with_brackets_reads_its_ranks(tmp_path: Path):
 
 @pytest.mark.slow
 def test_real_runs_record_fingerprints_and_compare_refuses_other_evaluations(tmp_path: Path, capsys):
+    from helpers import SMOKE, run_in_process
     from seqrec.fingerprints import test_set_fingerprint
-    from test_app import SMOKE, run_in_process
 
     full = run_in_process([*SMOKE, "loss=bce", "seed=0"], tmp_path / "full" / "bce")
     other_loss = run_in_process(

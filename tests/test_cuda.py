@@ -114,7 +114,7 @@ def test_cuda_chunked_softmax_matches_cross_entropy(chunk_rows):
 
 @pytest.mark.parametrize("loss", ["bce", "softmax", "inbatch", "logq"])
 def test_a_whole_run_on_cuda(tmp_path, loss):
-    from test_app import SMOKE, run_in_process
+    from helpers import SMOKE, run_in_process
 
     record = run_in_process([*SMOKE, f"loss={loss}", "trainer.device=cuda"], tmp_path)
     assert record["status"] == "completed" and record["device"].startswith("cuda")

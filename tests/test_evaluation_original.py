@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqrec.data.types import EvalSamples
-from seqrec.evaluation import SampledCandidates
-from test_evaluation import (
+from evaluation_split import (
     ITEM_SEQ,
     KS,
     MAX_SEQ_LEN,
@@ -18,6 +16,8 @@ from test_evaluation import (
     score_table,
     window_score_fn,
 )
+from seqrec.data.types import EvalSamples
+from seqrec.evaluation import SampledCandidates
 
 # Training events end where each user's first sample starts: A's are 0..2, B's 8..9, C's 14.
 TRAIN_END = {0: 3, 8: 10, 14: 15}

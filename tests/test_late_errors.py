@@ -15,13 +15,13 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl
 import seqrec.app
 import seqrec.overrides
 import seqrec.train
+from helpers import SMOKE, compose_run_config, run_in_process
 from seqrec.app import prepare_data
 from seqrec.data.batches import TrainBatches, pack_train_sequences
 from seqrec.errors import ConfigError, UserError
 from seqrec.preflight import batch_positions
 from seqrec.records import RunRecorder
 from seqrec.stats import CONF_DIR
-from test_app import SMOKE, compose_run_config, run_in_process
 
 
 def no_data(*args, **kwargs):

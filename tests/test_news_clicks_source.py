@@ -3,8 +3,6 @@ read from a file built here in their format."""
 
 from __future__ import annotations
 
-import csv
-import random
 from pathlib import Path
 
 import polars as pl
@@ -12,47 +10,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from helpers import CLICK_LOG_HEADER, click_rows, write_clicks
 from seqrec.data.types import RAW_SCHEMA, DataError
 from seqrec.stats import CONF_DIR
-
-# The competition's click-log header: ids and a millisecond timestamp, then six context columns.
-HEADER = [
-    "user_id",
-    "click_article_id",
-    "click_timestamp",
-    "click_environment",
-    "click_deviceGroup",
-    "click_os",
-    "click_country",
-    "click_region",
-    "click_referrer_type",
-]
-
-
-def click_rows(num_users: int = 150, seed: int = 0) -> list[list[int]]:
-    """Clicks like train_click_log.csv: integer user and article ids, every user with >= 2 clicks, some
-    with more than 60, millisecond timestamps (around October 2017), rows in no particular order."""
-    rng = random.Random(seed)
-    articles = [rng.randrange(1_000, 364_000) for _ in range(300)]
-    rows = []
-    for user in range(num_users):
-        clicks = rng.choice([2, 3, rng.randint(4, 40), rng.randint(61, 90)])
-        time = 1_507_029_570_190 + rng.randrange(10**9)
-        for _ in range(clicks):
-            time += rng.randrange(1, 3_600_000)  # up to an hour later, in milliseconds
-            article = articles[min(int(rng.expovariate(0.02)), len(articles) - 1)]
-            context = [rng.randint(1, 4), rng.randint(1, 5), rng.randint(2, 20), 1, rng.randint(1, 28), 1]
-            rows.append([user, article, time, *context])
-    rng.shuffle(rows)
-    return rows
-
-
-def write_clicks(path: Path, rows: list[list[int]], header: list[str] = HEADER) -> Path:
-    with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def news_clicks_source(path: Path):
@@ -72,7 +32,11 @@ def test_reads_user_article_and_millisecond_time_in_file_order(tmp_path):
 
 
 def test_a_file_without_the_article_column_names_the_setting(tmp_path):
-    header = ["user_id", "article_id", *HEADER[2:]]  # articles.csv's name for the id, not the click log's
+    header = [
+        "user_id",
+        "article_id",
+        *CLICK_LOG_HEADER[2:],
+    ]  # articles.csv's name for the id, not the click log's
     path = write_clicks(tmp_path / "clicks.csv", click_rows(num_users=3), header)
     with pytest.raises(DataError) as error:
         news_clicks_source(path).load()

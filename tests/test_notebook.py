@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from helpers import NOTEBOOKS, outputs_text
+
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 METRICS = ("dcg@5", "dcg@10", "dcg@20", "hitrate@5", "hitrate@10", "hitrate@20")
 COVERAGE = ("coverage@5", "coverage@10", "coverage@20")
 
@@ -53,37 +53,6 @@ def sweep(tmp_path: Path) -> Path:
     (root / "loss=logq,seed=0").mkdir()
     (root / "loss=logq,seed=0" / "run.json").write_text('{"status": "failed", "error": "boom"}')
     return root
-
-
-@pytest.fixture
-def isolated_jupyter(tmp_path: Path, monkeypatch) -> Path:
-    """A python3 kernelspec for this interpreter (the venv) in tmp_path; nothing in the user's home."""
-    jupyter = tmp_path / "jupyter"
-    spec_dir = jupyter / "kernels" / "python3"
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (seqrec tests)",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
-    monkeypatch.setenv("JUPYTER_DATA_DIR", str(jupyter))
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter_config"))
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter_runtime"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend: figures as PNG outputs
-    return spec_dir
-
-
-def outputs_text(notebook) -> str:
-    """Markdown and plain-text outputs of every code cell, joined."""
-    parts = []
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            parts.append(output.get("text", ""))
-            parts.append(output.get("data", {}).get("text/markdown", ""))
-    return "\n".join(parts)
 
 
 def execute(notebook, monkeypatch, sweep_dirs: str, parameters: dict[str, str] | None = None):

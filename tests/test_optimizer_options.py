@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import SMOKE, run_in_process
 from seqrec.train import make_optimizer
-from test_app import SMOKE, run_in_process
 
 
 def test_make_optimizer_uses_the_given_betas_and_eps():

@@ -11,12 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from helpers import SMOKE, run_in_process, run_script
 from seqrec.data.preprocess import load_log
 from seqrec.data.sources import InteractionFile
 from seqrec.data.synthetic import SyntheticSource
 from seqrec.data.types import DataError
 from seqrec.stats import main as stats_main
-from test_app import SMOKE, run_in_process, run_script
 
 MINE = """\
 defaults:

@@ -15,12 +15,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from helpers import click_rows, run_in_process, write_clicks, write_lines
 from seqrec import compare
 from seqrec.models.legacy import OLD_DEFAULTS, flat_settings
 from seqrec.stats import CONF_DIR
-from test_amazon_source import write
-from test_app import run_in_process
-from test_news_clicks_source import click_rows, write_clicks
 
 # The shared GroupLens file lies beside the checkout (../shared); SEQREC_ML100K points elsewhere.
 ML_100K = Path(
@@ -381,7 +379,7 @@ def amazon_reviews(seed: int = 0) -> list[dict]:
 
 
 def write_reviews(path: Path, reviews: list[dict]) -> Path:
-    return write(path, [json.dumps(review) for review in reviews])
+    return write_lines(path, [json.dumps(review) for review in reviews])
 
 
 def one_pass_ten_core(reviews: list[dict]) -> list[dict]:

@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import seqrec.app
+from helpers import SMOKE, ended_process, run_in_process
 from seqrec.callbacks import RunChecks
 from seqrec.config import METRIC_NAMES, quote_bare_characters, unknown_keys
 from seqrec.data.synthetic import SyntheticSource
@@ -25,8 +26,6 @@ from seqrec.intervals import metric_intervals
 from seqrec.metrics import RankingMetrics
 from seqrec.records import RunRecorder
 from seqrec.stats import CONF_DIR
-from test_app import SMOKE, run_in_process
-from test_run_status import ended_process
 
 REPO = CONF_DIR.parent
 HYDRA_HINT = "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."

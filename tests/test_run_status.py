@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ended_process
 from seqrec.compare import scan_run_dirs
 from seqrec.run_status import effective_status, process_identity
 
@@ -22,14 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def running_record(process: dict) -> dict:
     return {"status": "running", "error": None, "process": process}
-
-
-def ended_process() -> dict:
-    """The identity of a process that has exited and been reaped."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    identity = process_identity(child.pid)
-    child.wait()
-    return identity
 
 
 def test_process_identity_names_this_process():

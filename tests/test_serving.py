@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 import seqrec
+from helpers import REPO, SMOKE, run_in_process
 from seqrec import export as export_cli
 from seqrec import recommend as recommend_cli
 from seqrec.ann import IndexSettings, build_index, check_index
@@ -26,7 +27,6 @@ from seqrec.metrics import top_k_items
 from seqrec.recommender import Recommendations, RecommendError, run_test_samples
 from seqrec.refit import refit, refit_sequences
 from seqrec.saved_model import MODEL_DIR, SavedModelError
-from test_app import REPO, SMOKE, run_in_process
 
 TRAIN = ["trainer.max_steps=8", "trainer.eval_every_steps=4"]
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import NOTEBOOKS, SMOKE, outputs_text, run_in_process
 from seqrec.compare import load_runs, main, results_table
 from seqrec.report import main as report_main
-from test_app import SMOKE, run_in_process
-from test_notebook import NOTEBOOKS, isolated_jupyter, outputs_text  # noqa: F401 (fixture)
 
 LOSSES = ("bce", "logq")
 SEEDS = (0, 1)
@@ -53,7 +52,7 @@ def test_results_page_is_generated_from_the_records(sweep, tmp_path):
     assert "Ceiling: the synthetic generator's Bayes-optimal ranking" in text
 
 
-def test_notebook_executes_on_a_real_sweep(sweep, isolated_jupyter, monkeypatch):  # noqa: F811
+def test_notebook_executes_on_a_real_sweep(sweep, isolated_jupyter, monkeypatch):
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("SEQREC_SWEEP_DIR", str(sweep))

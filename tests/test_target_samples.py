@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import SMOKE, run_in_process
 from seqrec.data.batches import TrainBatches, pack_train_sequences
 from seqrec.data.target_samples import pack_target_samples, target_events
 from seqrec.data.types import EvalSamples, SplitData
 from seqrec.errors import ConfigError
-from test_app import SMOKE, run_in_process
 
 # Sequences of 1 + counts events: 3, 25 and 80 target events; events 0..E-1 in item_seq.
 SEQUENCE_LENGTHS = [4, 26, 81]

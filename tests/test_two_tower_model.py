@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import SMOKE, run_in_process
 from seqrec.errors import ConfigError
 from seqrec.layers import Rows
 from seqrec.losses.base import CatalogStats, ObjectiveInput
@@ -19,7 +20,6 @@ from seqrec.losses.inbatch_symmetric import InBatchSymmetric
 from seqrec.losses.softmax import Softmax
 from seqrec.model import SasRecBackbone
 from seqrec.models.sasrec_keras_port import SasRecKerasPort
-from test_app import SMOKE, run_in_process
 
 TWO_TOWER = dict(query_projection=True, item_projection=True, similarity="cosine")
 
