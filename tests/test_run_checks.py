@@ -299,11 +299,11 @@ def test_a_refused_rerun_changes_nothing_of_the_earlier_run(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_failures_are_all_listed_at_the_end(tmp_path):
-    """Four jobs, all run: one completes; one shares its folder (trainer.device is left out of folder
-    names) and is refused, leaving the first job's files alone; two fail their config check."""
+    """Four jobs, all run: one completes; one shares its folder (hydra.sweep.subdir names a folder by the
+    temperature only) and is refused, leaving the first job's files alone; two fail their config check."""
     result = run_cli(
         "-m", *SMOKE, "loss=softmax", "loss.temperature=1.0,-1.0", "trainer.device=cpu,auto",
-        "hydra.sweep.dir=sweep", cwd=tmp_path,
+        "hydra.sweep.dir=sweep", "hydra.sweep.subdir=t${loss.temperature}", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 1
     tail = result.stderr.splitlines()[-4:]
