@@ -17,9 +17,8 @@ from seqrec.data.types import SplitData
 from seqrec.errors import ConfigError, UserError, one_line
 from seqrec.folders import require_cache_folder, require_writable_folder
 from seqrec.losses.base import DataSizes
-from seqrec.records import RUN_FILE, check_new_run_dir
-
-SWEEP_FILE = "multirun.yaml"  # what Hydra writes at the root of a sweep folder
+from seqrec.record_files import RUN_FILE, SWEEP_FILE
+from seqrec.records import check_new_run_dir
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,10 @@ import torch
 from seqrec.errors import UserError
 from seqrec.files import atomic_path, write_text_atomic
 from seqrec.folders import describe_os_error
+from seqrec.record_files import CHECKPOINT_FILE, HISTORY_FILE, RANKS_FILE, RUN_FILE
 from seqrec.run_status import process_identity
 
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.jsonl"
-RANKS_FILE = "test_ranks.parquet"
 OTHER_RANK_COLUMN = "rank_other"  # the other seen-items convention (metrics.test_other)
-CHECKPOINT_FILE = "best.pt"
 
 
 class RunDirectoryInUse(UserError, RuntimeError):

@@ -19,6 +19,7 @@ from seqrec.compare import RunScan, compare, format_report, scan_run_dirs
 from seqrec.compare.report_text import tuning_only_report
 from seqrec.compare.tuning import study_views
 from seqrec.files import write_text_atomic
+from seqrec.record_files import RUN_FILE, SWEEP_FILE
 
 STAT_KEYS = (
     "users",
@@ -37,7 +38,7 @@ STAT_KEYS = (
 def sweep_commands(sweep_dirs: list[Path]) -> list[str]:
     """The `python run.py -m ...` commands that produced the sweeps, from Hydra's multirun.yaml files."""
     commands = []
-    for multirun in sorted(p for d in sweep_dirs for p in d.rglob("multirun.yaml")):
+    for multirun in sorted(p for d in sweep_dirs for p in d.rglob(SWEEP_FILE)):
         task = OmegaConf.load(multirun).hydra.overrides.task
         commands.append("python run.py -m " + " ".join(o for o in task if not o.startswith("dataset.path=")))
     return commands
@@ -63,7 +64,7 @@ def tune_commands(sweep_dirs: list[Path]) -> list[str]:
 
 
 def setup_section(scan: RunScan, sweep_dirs: list[Path]) -> str:
-    records = [json.loads((run.dir / "run.json").read_text()) for run in scan.runs]
+    records = [json.loads((run.dir / RUN_FILE).read_text()) for run in scan.runs]
     first = records[0]
     stats = first.get("dataset_stats", {})
     versions = first.get("versions", {})

@@ -21,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from seqrec.fingerprints import BOOKKEEPING_KEYS, is_under
+from seqrec.record_files import SWEEP_FILE
 
 MAX_NAME_CHARS = 120  # well below the 255 bytes of common file systems, with room for Hydra's own suffixes
 RESOLVER = "seqrec_run_dirname"
@@ -59,7 +60,7 @@ def _current_run_dirname() -> str:
     hydra = HydraConfig.get()
     job_overrides = list(hydra.overrides.task)
     exclude = set(hydra.job.config.override_dirname.exclude_keys)
-    multirun = Path(str(hydra.sweep.dir)) / "multirun.yaml"
+    multirun = Path(str(hydra.sweep.dir)) / SWEEP_FILE
     if multirun.is_file():
         sweep = OmegaConf.load(multirun).hydra
         params = sweep.sweeper.get("params")

@@ -18,10 +18,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from seqrec.records import RUN_FILE
+from seqrec.record_files import RUN_FILE, SWEEP_FILE
 from seqrec.run_status import effective_status
-
-SWEEP_FILE = "multirun.yaml"
 
 
 def swept_overrides(sweep_dir: Path) -> tuple[list[str], int | None]:

@@ -20,14 +20,10 @@ import polars as pl
 from seqrec.compare.errors import RecordError
 from seqrec.compare.record_checks import ranks_mismatch, ranks_test_set
 from seqrec.fingerprints import BOOKKEEPING_KEYS, PROTOCOL_KEYS, PROTOCOL_SECTIONS, is_under
+from seqrec.record_files import HISTORY_FILE, RANKS_FILE, RUN_FILE, SWEEP_FILE
 from seqrec.run_status import effective_status
 
 logger = logging.getLogger(__name__)
-
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.jsonl"
-RANKS_FILE = "test_ranks.parquet"
-SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the root of every multirun sweep folder
 
 # Overrides that never name a variant: bookkeeping, and the seed (the unit of replication).
 NOT_VARIANT_KEYS = (*BOOKKEEPING_KEYS, "seed")

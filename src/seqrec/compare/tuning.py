@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from seqrec.compare.table import table_style
+from seqrec.record_files import HISTORY_FILE
 from seqrec.run_status import effective_status
 
 MANIFEST_FILE = "tune.json"
@@ -119,7 +120,7 @@ def _read_trial(run_json: Path) -> tuple[Trial | None, str]:
     info = record.get("tune") or {}
     metric = ((record.get("config") or {}).get("trainer") or {}).get("select_metric", "dcg@20")
     status = effective_status(record) or "unknown"
-    history = _history(run_json.parent / "history.jsonl", metric)
+    history = _history(run_json.parent / HISTORY_FILE, metric)
     value = ((record.get("metrics") or {}).get("best_valid") or {}).get(metric)
     if value is None and history:
         value = max(history)
