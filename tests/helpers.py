@@ -1,7 +1,7 @@
 """Helpers shared by several test modules (no test module imports another): tiny runs composed from the
-real configs, the identity of an ended process, raw data files in the formats of the sources, and a
-headless Jupyter notebook's text. Fabricated run records are in compare_records.py, the evaluation tests'
-hand-built split in evaluation_split.py."""
+real configs, ranks from a saved model's recommend(), the identity of an ended process, raw data files in
+the formats of the sources, and a headless Jupyter notebook's text. Fabricated run records are in
+compare_records.py, the evaluation tests' hand-built split in evaluation_split.py."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
@@ -63,6 +64,26 @@ def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
     )
+
+
+# ------------------------------------------------------------------------------------------ saved models
+
+
+def ranks_by_recommend(model, samples, exclude_seen: bool) -> np.ndarray:
+    """Each test target's 1-based full-catalog rank under the evaluation's rule, from recommend() alone:
+    exclude_seen masks the history but the target keeps competing (ties: lower catalog position)."""
+    histories = [model.item_ids[history].tolist() for history in samples.histories]
+    everything = model.recommend(histories, k=model.num_items, exclude_seen=False)
+    masked = model.recommend(histories, k=model.num_items, exclude_seen=True) if exclude_seen else everything
+    ranks = []
+    for row, target in enumerate(model.item_ids[samples.targets]):
+        target_score = everything.scores[row][everything.items[row] == target][0]
+        scores, items = masked.scores[row], masked.items[row]
+        positions, _ = model.item_positions(items)
+        target_position = model.item_positions([target])[0][0]
+        beaten = (scores > target_score) | ((scores == target_score) & (positions < target_position))
+        ranks.append(1 + int((beaten & (items != target)).sum()))
+    return np.array(ranks)
 
 
 # ----------------------------------------------------------------------------------------- run status

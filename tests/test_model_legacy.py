@@ -119,10 +119,9 @@ def as_recorded_before(config: dict) -> dict:
 
 @pytest.mark.slow
 def test_a_run_recorded_before_the_variants_loads_and_refits(tmp_path):
+    from helpers import SMOKE, ranks_by_recommend, run_in_process
     from seqrec.recommender import run_test_samples
     from seqrec.refit import refit
-    from test_app import SMOKE, run_in_process
-    from test_serving import ranks_by_recommend
 
     run_dir = tmp_path / "run"
     run_in_process([*SMOKE, "model=sasrec_tf2_port", "trainer.max_steps=4"], run_dir)

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 import seqrec
-from helpers import REPO, SMOKE, run_in_process
+from helpers import REPO, SMOKE, ranks_by_recommend, run_in_process
 from seqrec import export as export_cli
 from seqrec import recommend as recommend_cli
 from seqrec.ann import IndexSettings, build_index, check_index
@@ -59,23 +59,6 @@ def string_run_dir(tmp_path_factory):
     ]
     run_in_process(overrides, folder / "run")
     return folder / "run"
-
-
-def ranks_by_recommend(model, samples, exclude_seen: bool) -> np.ndarray:
-    """Each test target's 1-based full-catalog rank under the evaluation's rule, from recommend() alone:
-    exclude_seen masks the history but the target keeps competing (ties: lower catalog position)."""
-    histories = [model.item_ids[history].tolist() for history in samples.histories]
-    everything = model.recommend(histories, k=model.num_items, exclude_seen=False)
-    masked = model.recommend(histories, k=model.num_items, exclude_seen=True) if exclude_seen else everything
-    ranks = []
-    for row, target in enumerate(model.item_ids[samples.targets]):
-        target_score = everything.scores[row][everything.items[row] == target][0]
-        scores, items = masked.scores[row], masked.items[row]
-        positions, _ = model.item_positions(items)
-        target_position = model.item_positions([target])[0][0]
-        beaten = (scores > target_score) | ((scores == target_score) & (positions < target_position))
-        ranks.append(1 + int((beaten & (items != target)).sum()))
-    return np.array(ranks)
 
 
 # ----- the saved model and load + recommend -----
