@@ -40,7 +40,14 @@ from seqrec.data.types import EvalSamples, SplitData
 from seqrec.losses.base import CatalogStats
 from seqrec.records import cpu_name
 from seqrec.stats import compose_config
-from seqrec.train import autocast_for, device_sync, make_optimizer, prepare_device, training_step
+from seqrec.train import (
+    TrainingParts,
+    autocast_for,
+    device_sync,
+    make_optimizer,
+    prepare_device,
+    training_step,
+)
 
 # The GroupLens file beside the checkout, as the tests find it; SEQREC_ML100K points elsewhere.
 ML_100K = Path(
@@ -76,14 +83,25 @@ class SeqrecRun:
         self.model = instantiate(cfg.model, num_items=split.num_items).to(device)
         self.objective = instantiate(cfg.loss).to(device)
         self.evaluation = instantiate(cfg.evaluation)
-        self.params = [*self.model.parameters(), *self.objective.parameters()]
+        params = [*self.model.parameters(), *self.objective.parameters()]
         trainer = cfg.trainer
-        self.optimizer = make_optimizer(
-            self.params, trainer.lr, trainer.weight_decay, device, tuple(trainer.adam_betas), trainer.adam_eps
+        optimizer = make_optimizer(
+            params, trainer.lr, trainer.weight_decay, device, tuple(trainer.adam_betas), trainer.adam_eps
         )
         self.autocast = autocast_for(device, cfg.trainer.bf16)
+        self.parts = TrainingParts(
+            model=self.model,
+            objective=self.objective,
+            catalog=self.catalog,
+            encode=self.model,
+            params=params,
+            optimizer=optimizer,
+            grad_clip_norm=None,
+            autocast=self.autocast,
+            device=device,
+            item_seq=train.item_seq,
+        )
         self.batches = TrainBatches(train, cfg.trainer.batch_size, seed=0)
-        self.train_item_seq = train.item_seq
         self.batch_iterator = iter(self.batches)
 
     def next_batch(self):
@@ -98,18 +116,7 @@ class SeqrecRun:
         events = 0
         for _ in range(steps):
             batch = self.next_batch()
-            training_step(
-                self.model,
-                self.model,
-                self.objective,
-                batch,
-                self.catalog,
-                self.optimizer,
-                self.params,
-                None,
-                self.autocast,
-                self.train_item_seq,
-            )
+            training_step(self.parts, batch)
             events += len(batch.positions)
         return events
 

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 import torch
 
+from seqrec.data.sources import InteractionFile, OracleSource
 from seqrec.data.synthetic import SyntheticSource
 from seqrec.data.types import RAW_SCHEMA, DataError
 
@@ -143,6 +144,22 @@ def test_oracle_scores_cover_only_the_kept_catalog(source: SyntheticSource) -> N
     expected = source.next_item_probabilities(kept_ids[last_items.numpy()])[:, kept_ids - 1]
     assert scores.shape == (4, len(kept_ids))
     np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-6)
+
+
+def test_the_oracle_scores_each_sample_by_its_last_input_item(source: SyntheticSource) -> None:
+    kept_ids = np.array([2, 5, 9, 10, 33, 64, 100, 120])
+    oracle = source.oracle(kept_ids)
+    inputs = torch.tensor([[1, 4, 0, 0], [7, 6, 5, 3], [2, 0, 0, 0]])  # right-padded dense ids
+    lengths = torch.tensor([2, 4, 1])
+    expected = source.next_item_probabilities(kept_ids[[4, 3, 2]])[:, kept_ids - 1]
+    np.testing.assert_allclose(oracle(inputs, lengths).numpy(), expected, rtol=1e-6)
+
+
+def test_only_a_source_that_knows_the_next_item_distribution_offers_an_oracle(source, tmp_path) -> None:
+    log_file = tmp_path / "log.csv"
+    log_file.write_text("user,item,timestamp\n1,1,1\n")
+    assert isinstance(source, OracleSource)
+    assert not isinstance(InteractionFile(path=str(log_file)), OracleSource)
 
 
 def test_unknown_previous_item_is_rejected(source: SyntheticSource) -> None:

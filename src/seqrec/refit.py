@@ -64,23 +64,15 @@ def read_chosen_run(run_dir: Path) -> dict:
 def train_steps(model, objective, train, catalog, settings, device, seed: int, steps: int) -> float:
     """`steps` optimizer steps over shuffled batches (epoch after epoch); returns the last mean loss."""
     from seqrec.data.batches import TrainBatches
-    from seqrec.train import NonFiniteLossError, autocast_for, make_optimizer, training_step
+    from seqrec.train import NonFiniteLossError, TrainingParts, training_step
 
     batches = TrainBatches(train, settings.batch_size, seed)
-    params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-    optimizer = make_optimizer(
-        params, settings.lr, settings.weight_decay, device, tuple(settings.adam_betas), settings.adam_eps
-    )
-    encode = torch.compile(model) if settings.compile else model
-    autocast = autocast_for(device, settings.bf16)
+    parts = TrainingParts.build(model, objective, catalog, settings, device, train.item_seq)
     model.train()
     step, total, count = 0, torch.zeros((), device=device), 0
     while step < steps:
         for batch in batches:
-            loss = training_step(
-                encode, model, objective, batch, catalog, optimizer, params, settings.grad_clip_norm,
-                autocast, train.item_seq,
-            )  # fmt: skip
+            loss = training_step(parts, batch)
             step, total, count = step + 1, total + loss.detach(), count + 1
             if step % 64 == 0 or step == steps:
                 mean = float(total / count)

@@ -8,9 +8,9 @@ import ctypes.util
 import errno
 import math
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import DictConfig
@@ -23,7 +23,9 @@ from seqrec.files import atomic_path
 from seqrec.folders import describe_os_error
 from seqrec.losses.base import CatalogStats, Objective, ObjectiveInput
 from seqrec.model import SasRecBackbone
-from seqrec.records import RunRecorder
+
+if TYPE_CHECKING:  # seqrec.validation imports this module
+    from seqrec.validation import Validation
 
 LOG_EVERY_STEPS = 10
 
@@ -62,9 +64,15 @@ class RunningMean:
         self.total += value
         self.count += 1
 
-    def pop(self) -> float:
+    def pop(self, step: int) -> float:
+        """The mean, restarting the sum; a NaN or infinite mean (by training step `step`) is an error."""
         value = (self.total / max(self.count, 1)).item()
         self.total, self.count = torch.zeros((), device=self.device), 0
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"training loss became {value} by step {step}; lower trainer.lr, set trainer.grad_clip_norm, "
+                "or check the objective's hyperparameters (e.g. loss.temperature)"
+            )
         return value
 
 
@@ -100,173 +108,130 @@ def device_sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass(frozen=True)
+class TrainingParts:
+    """What every training step of a run uses and no step changes (the weights aside).
+
+    encode: the backbone's forward (`model` itself, or its torch.compile wrapper); params: the trainable
+    parameters of model and objective, which `optimizer` updates; item_seq: TrainTensors.item_seq, so that
+    objectives can read each row's whole training sequence.
+    """
+
+    model: SasRecBackbone
+    objective: Objective
+    catalog: CatalogStats
+    encode: Callable
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    grad_clip_norm: float | None
+    autocast: contextlib.AbstractContextManager
+    device: torch.device
+    item_seq: torch.Tensor | None = None
+
+    @classmethod
+    def build(
+        cls,
+        model: SasRecBackbone,
+        objective: Objective,
+        catalog: CatalogStats,
+        settings: DictConfig,
+        device: torch.device,
+        item_seq: torch.Tensor | None = None,
+    ) -> TrainingParts:
+        """The parts of a run with the trainer settings `settings` (optimizer, clipping, compile, bf16)."""
+        params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
+        optimizer = make_optimizer(
+            params, settings.lr, settings.weight_decay, device, tuple(settings.adam_betas), settings.adam_eps
+        )
+        return cls(
+            model=model,
+            objective=objective,
+            catalog=catalog,
+            # Compilation pays off only for long GPU runs; it is one switch.
+            encode=torch.compile(model) if settings.compile else model,
+            params=params,
+            optimizer=optimizer,
+            grad_clip_norm=settings.grad_clip_norm,
+            autocast=autocast_for(device, settings.bf16),
+            device=device,
+            item_seq=item_seq,
+        )
+
+
 def fit(
-    model: SasRecBackbone,
-    objective: Objective,
+    parts: TrainingParts,
     train: TrainTensors,
-    catalog: CatalogStats,
-    validate: Callable[[], dict],
     settings: DictConfig,
-    device: torch.device,
     seed: int,
-    recorder: RunRecorder,
+    validation: Validation,
     log_metrics: Callable[[dict, int], None],
 ) -> FitResult:
-    """Train `model` with `objective`; `validate()` returns validation metrics of the current weights.
-    The best weights (by settings.select_metric) are saved to recorder.checkpoint_path."""
+    """Train parts.model with parts.objective on `train`'s shuffled batches, validating on the trainer's
+    cadence (every settings.eval_every_steps steps and/or eval_every_epochs epochs, stopping after
+    settings.patience validations without improvement); `validation` keeps the best weights (by
+    settings.select_metric) in recorder.checkpoint_path."""
     batches = TrainBatches(train, settings.batch_size, seed)
     total_steps = settings.epochs * len(batches)
     if settings.max_steps is not None:
         total_steps = min(total_steps, settings.max_steps)
-    params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-    optimizer = make_optimizer(
-        params, settings.lr, settings.weight_decay, device, tuple(settings.adam_betas), settings.adam_eps
-    )
-    # Compilation pays off only for long GPU runs; it is one switch.
-    encode = torch.compile(model) if settings.compile else model
-    autocast = autocast_for(device, settings.bf16)
-
-    best_value, best_metrics, best_step, stale, validated_step = -math.inf, {}, 0, 0, -1
-    best_train_events = 0
-    clock = TrainingClock(device)
-    step, train_events, eval_seconds, stopped_early = 0, 0, 0.0, False
     # Two running sums: one for the progress log every LOG_EVERY_STEPS, one for each validation entry.
-    log_loss = RunningMean(device)
-    valid_loss = RunningMean(device)
-    last_metric = float("nan")
+    log_loss, valid_loss = RunningMean(parts.device), RunningMean(parts.device)
     progress = tqdm(total=total_steps, disable=not settings.progress, desc="train", unit="step", leave=False)
-    started = time.perf_counter()
-    clock.start()
-
-    def mean_recent_loss(running: RunningMean) -> float:
-        value = running.pop()
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"training loss became {value} by step {step}; lower trainer.lr, set trainer.grad_clip_norm, "
-                "or check the objective's hyperparameters (e.g. loss.temperature)"
-            )
-        return value
-
-    def run_validation(epoch: float) -> None:
-        nonlocal best_value, best_metrics, best_step, stale, eval_seconds, last_metric, validated_step
-        nonlocal best_train_events
-        validated_step = step
-        train_loss = mean_recent_loss(valid_loss) if valid_loss.count else float("nan")
-        # NaN weights would score every item equally and fake a perfect ranking.
-        if not all(torch.isfinite(p).all() for p in params):
-            raise NonFiniteLossError(
-                f"model weights became NaN or infinite by step {step}; "
-                "lower trainer.lr or set trainer.grad_clip_norm"
-            )
-        device_sync(device)
-        clock.stop()
-        eval_started = time.perf_counter()
-        model.eval()
-        metrics = validate()
-        model.train()
-        eval_seconds += time.perf_counter() - eval_started
-        if settings.select_metric not in metrics:
-            raise ValueError(
-                f"trainer.select_metric={settings.select_metric!r} is not a validation metric; "
-                f"choose one of {sorted(metrics)}"
-            )
-        last_metric = metrics[settings.select_metric]
-        entry = {
-            "step": step,
-            "epoch": round(epoch, 4),
-            "train_loss": train_loss,
-            "elapsed_seconds": round(time.perf_counter() - started, 3),
-            "train_events": train_events,
-            "train_cpu_seconds": round(clock.cpu_seconds, 3),
-            "valid": metrics,
-        }
-        recorder.log_validation(entry)
-        log_metrics({f"valid/{k}": v for k, v in metrics.items()} | {"epoch": epoch}, step)
-        if last_metric > best_value:
-            best_value, best_metrics, best_step, stale = last_metric, metrics, step, 0
-            best_train_events = train_events
-            save_checkpoint(model, recorder.checkpoint_path)
-        else:
-            stale += 1
-        clock.start()
-
-    model.train()
-    epoch = 0
+    validation.start_clocks()
+    step, epoch, train_events, stopped_early = 0, 0, 0, False
+    parts.model.train()
     while step < total_steps and not stopped_early:
         for batch in batches:
-            loss = training_step(
-                encode,
-                model,
-                objective,
-                batch,
-                catalog,
-                optimizer,
-                params,
-                settings.grad_clip_norm,
-                autocast,
-                train.item_seq,
-            )
+            loss = training_step(parts, batch).detach()
             step += 1
             train_events += len(batch.positions)
-            log_loss.add(loss.detach())
-            valid_loss.add(loss.detach())
+            log_loss.add(loss)
+            valid_loss.add(loss)
             progress.update()
             if step % LOG_EVERY_STEPS == 0:
-                recent = mean_recent_loss(log_loss)
+                recent = log_loss.pop(step)
                 log_metrics({"train/loss": recent}, step)
-                progress.set_postfix(loss=f"{recent:.4f}", **{settings.select_metric: f"{last_metric:.4f}"})
+                progress.set_postfix(
+                    loss=f"{recent:.4f}", **{settings.select_metric: f"{validation.last_value:.4f}"}
+                )
             if settings.eval_every_steps and step % settings.eval_every_steps == 0:
-                run_validation(step / len(batches))
-                if settings.patience is not None and stale >= settings.patience:
-                    stopped_early = True
+                validation.run(step, step / len(batches), train_events, valid_loss)
+                stopped_early = validation.best.out_of_patience
             if step >= total_steps or stopped_early:
                 break
         epoch += 1
         if settings.eval_every_epochs and epoch % settings.eval_every_epochs == 0 and not stopped_early:
-            if not (settings.eval_every_steps and step % settings.eval_every_steps == 0):
-                run_validation(float(epoch))
-                if settings.patience is not None and stale >= settings.patience:
-                    stopped_early = True
+            if validation.last_step != step:  # not validated at this step by the step cadence
+                validation.run(step, float(epoch), train_events, valid_loss)
+                stopped_early = validation.best.out_of_patience
     # The final weights are a candidate too, unless the protocol validates only on its cadence; a run
     # that never validated validates once, so that best weights exist.
-    if validated_step != step and (settings.validate_at_end or validated_step < 0):
-        run_validation(step / len(batches))
-    device_sync(device)
-    clock.stop()
+    if validation.last_step != step and (settings.validate_at_end or validation.last_step < 0):
+        validation.run(step, step / len(batches), train_events, valid_loss)
+    train_seconds = validation.stop_clocks()
     progress.close()
-    train_seconds = time.perf_counter() - started - eval_seconds
+    best = validation.best
     return FitResult(
-        best_metrics=best_metrics,
-        best_step=best_step,
+        best_metrics=best.metrics,
+        best_step=best.step,
         steps=step,
         epochs=step / len(batches),
         train_seconds=train_seconds,
         train_events=train_events,
-        eval_seconds=eval_seconds,
+        eval_seconds=validation.seconds,
         stopped_early=stopped_early,
-        best_train_events=best_train_events,
-        clock=clock,
+        best_train_events=best.train_events,
+        clock=validation.clock,
     )
 
 
-def training_step(
-    encode: Callable,
-    model: SasRecBackbone,
-    objective: Objective,
-    batch: TrainBatch,
-    catalog: CatalogStats,
-    optimizer: torch.optim.Optimizer,
-    params: list[torch.nn.Parameter],
-    grad_clip_norm: float | None,
-    autocast: contextlib.AbstractContextManager,
-    item_seq: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """One optimizer step on one batch; returns the (undetached) loss without waiting for the device.
-    item_seq: TrainTensors.item_seq, so that objectives can read each row's whole training sequence."""
-    with autocast:
-        hidden = encode(batch.inputs, batch.lengths)
+def training_step(parts: TrainingParts, batch: TrainBatch) -> torch.Tensor:
+    """One optimizer step on one batch; returns the (undetached) loss without waiting for the device."""
+    model = parts.model
+    with parts.autocast:
+        hidden = parts.encode(batch.inputs, batch.lengths)
     seq_len = batch.inputs.shape[1]
-    loss = objective(
+    loss = parts.objective(
         ObjectiveInput(
             queries=model.query_vectors(hidden.flatten(0, 1)[batch.positions]),
             positives=batch.targets.flatten()[batch.positions],
@@ -274,17 +239,17 @@ def training_step(
             sequences=batch.inputs,
             lengths=batch.lengths,
             item_embeddings=model.item_vectors(),
-            catalog=catalog,
-            item_seq=item_seq,
+            catalog=parts.catalog,
+            item_seq=parts.item_seq,
             history_start=batch.sequence_start,
             history_end=batch.sequence_end,
         )
     )
-    optimizer.zero_grad(set_to_none=True)
+    parts.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if grad_clip_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip_norm)
-    optimizer.step()
+    if parts.grad_clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(parts.params, parts.grad_clip_norm)
+    parts.optimizer.step()
     return loss
 
 

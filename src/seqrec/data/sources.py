@@ -5,9 +5,10 @@ processed-log cache and the run's record."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -27,6 +28,10 @@ from seqrec.data.parsing import (
 from seqrec.data.types import RAW_SCHEMA, DataError
 from seqrec.folders import CACHE_FOLDER, describe_os_error, expand, require_cache_folder
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
 # Reads every line whole: a separator byte that never occurs in text, and no quoting.
 _LINE_SEPARATOR = "\x1f"
 
@@ -40,6 +45,17 @@ class RawSource(Protocol):
 
     def fingerprint(self) -> str:
         """A stable string that changes whenever the raw data's content or the parsing options do."""
+        ...
+
+
+@runtime_checkable
+class OracleSource(Protocol):
+    """A source that knows the true next-item distribution of its log (seqrec.data.synthetic): runs record
+    the test metrics of its Bayes-optimal ranking (`oracle_test`), the ceiling for any objective."""
+
+    def oracle(self, item_ids: np.ndarray) -> Callable[..., torch.Tensor]:
+        """A seqrec.evaluation score function of the filtered catalog whose dense ids have the original ids
+        `item_ids` (SplitData.item_ids), built once per split."""
         ...
 
 

@@ -34,6 +34,7 @@ filtering removed no item).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -197,6 +198,18 @@ class SyntheticSource:
         previous_items = item_ids[last_items.cpu().numpy()]
         probabilities = self.next_item_probabilities(previous_items)[:, item_ids - 1]
         return torch.from_numpy(probabilities.astype(np.float32)).to(last_items.device)
+
+    def oracle(self, item_ids: np.ndarray) -> Callable[..., torch.Tensor]:
+        """The Bayes-optimal score function of a split's catalog (item_ids: SplitData.item_ids), as
+        seqrec.evaluation calls it: (inputs [B, L] right-padded, lengths [B], users) -> [B, I']
+        oracle_scores of each row's last input item (the user says nothing more)."""
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+
+        def scores(inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> torch.Tensor:
+            last_items = inputs[torch.arange(len(inputs), device=inputs.device), lengths - 1]
+            return self.oracle_scores(last_items.cpu(), item_ids).to(inputs.device)
+
+        return scores
 
     def _draw_lengths(self, rng: np.random.Generator) -> np.ndarray:
         """[U] int64 events per user."""
