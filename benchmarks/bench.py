@@ -124,7 +124,7 @@ class SeqrecRun:
         self.model.eval()
         valid = EvalSamples(*(t if t is None else t[:num_samples] for t in vars(self.valid).values()))
 
-        def scores(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        def scores(inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
             with self.autocast:
                 return self.model.score(self.model.last_hidden(inputs, lengths)).float()
 

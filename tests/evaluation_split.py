@@ -35,7 +35,7 @@ def score_table(seed: int = 0) -> torch.Tensor:
 def window_score_fn(table: torch.Tensor):
     """Scores depend on the first and the last item of the (truncated) input window."""
 
-    def score_fn(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def score_fn(inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         assert torch.is_inference_mode_enabled()
         last = inputs[torch.arange(len(inputs), device=inputs.device), lengths - 1]
         return 4 * table[inputs[:, 0]] + table[last]

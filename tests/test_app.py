@@ -8,6 +8,7 @@ import signal
 
 import polars as pl
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, InstantiationException
 
@@ -15,6 +16,7 @@ import seqrec.app
 from helpers import SMOKE, TINY_DATA, compose_run_config, run_in_process, run_script
 from seqrec.records import RunDirectoryInUse
 from seqrec.stats import CONF_DIR
+from seqrec.users import model_sizes
 
 
 @pytest.mark.parametrize("loss", ["bce", "softmax", "inbatch", "logq"])
@@ -169,9 +171,9 @@ def test_every_option_of_every_group_composes_and_instantiates(tmp_path, group, 
     cfg = compose_run_config(overrides, tmp_path)
     node = cfg[group]
     if group == "model":
-        assert instantiate(node, num_items=7).score(
-            instantiate(node, num_items=7).item_embeddings[:2]
-        ).shape == (2, 7)
+        model = instantiate(node, **model_sizes(node, num_items=7, num_users=3)).eval()
+        inputs, lengths = torch.tensor([[1, 2, 3], [4, 0, 0]]), torch.tensor([3, 1])
+        assert model.score(model.last_hidden(inputs, lengths)).shape == (2, 7)
     elif "_target_" in node:
         assert instantiate(node) is not None
 

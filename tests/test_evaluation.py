@@ -73,7 +73,7 @@ def test_full_catalog_matches_brute_force(device, exclude_seen, seed):
 
 def test_exclude_seen_masks_exactly_the_history_except_the_target():
     # Constant scores: the unmasked items tie and rank by id, masked items come after all of them.
-    def constant(inputs, lengths):
+    def constant(inputs, lengths, users):
         return torch.zeros(len(inputs), NUM_ITEMS)
 
     result = FullCatalog(ks=KS, exclude_seen=True).evaluate(
@@ -166,7 +166,7 @@ def test_sampled_evaluation_matches_brute_force(device):
 
 
 def test_sampled_ties_count_against_the_target():
-    def constant(inputs, lengths):
+    def constant(inputs, lengths, users):
         return torch.ones(len(inputs), NUM_ITEMS)
 
     result = SampledCandidates(num_negatives=4, ks=[1]).evaluate(
@@ -184,7 +184,7 @@ def test_sampled_history_items_never_compete():
         scores[row, ITEM_SEQ[end]] = 5.0
     protocol = SampledCandidates(num_negatives=12, ks=[1], batch_size=len(WINDOWS))
     result = protocol.evaluate(
-        lambda inputs, lengths: scores, make_samples(), torch.tensor(ITEM_SEQ), 3, NUM_ITEMS
+        lambda inputs, lengths, users: scores, make_samples(), torch.tensor(ITEM_SEQ), 3, NUM_ITEMS
     )
     assert result.ranks.tolist() == [1] * len(WINDOWS)
 
@@ -215,7 +215,7 @@ def test_bad_settings_name_the_config_key():
 def test_bad_inputs_get_clear_errors():
     item_seq = torch.tensor(ITEM_SEQ)
     with pytest.raises(ValueError, match=r"score_fn must return \[7, 20\]"):
-        FullCatalog().evaluate(lambda x, n: torch.zeros(len(x), 3), make_samples(), item_seq, 3, NUM_ITEMS)
+        FullCatalog().evaluate(lambda x, n, u: torch.zeros(len(x), 3), make_samples(), item_seq, 3, NUM_ITEMS)
     empty = EvalSamples(*(torch.zeros(0, dtype=torch.int64) for _ in range(4)))
     with pytest.raises(DataError, match="0 samples"):
         FullCatalog().evaluate(window_score_fn(score_table()), empty, item_seq, 3, NUM_ITEMS)

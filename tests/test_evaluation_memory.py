@@ -87,7 +87,7 @@ class RowScores:
     def __init__(self, scores: torch.Tensor):
         self.scores, self.next_row, self.batch_sizes = scores, 0, []
 
-    def __call__(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def __call__(self, inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         rows = slice(self.next_row, self.next_row + len(inputs))
         self.next_row += len(inputs)
         self.batch_sizes.append(len(inputs))

@@ -29,6 +29,7 @@ from seqrec.run_results import evaluate_best_weights, format_metrics, record_fit
 from seqrec.saved_model import save_model, user_blocks
 from seqrec.train import TrainingParts, autocast_for, fit, load_checkpoint, prepare_device
 from seqrec.tune.trial import TrialPruned, open_trial
+from seqrec.users import model_sizes
 from seqrec.valid_subset import SUBSET_SEED, validation_subset
 from seqrec.validation import Validation
 
@@ -146,9 +147,9 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     autocast = autocast_for(device, cfg.trainer.bf16)
 
-    def model_scores(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def model_scores(inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         with autocast:
-            return model.score(model.last_hidden(inputs, lengths)).float()
+            return model.score(model.last_hidden(inputs, lengths, users), users).float()
 
     valid = _validation_samples(evaluation, split, recorder)
 
@@ -202,7 +203,7 @@ def _build_training(cfg, parts: RunParts, data: RunData):
     # The catalog statistics count the training sequences' input events, whatever a sample is.
     catalog = CatalogStats(split.num_items, train_item_counts(data.sequences, split.num_items)).to(device)
     seed_everything(cfg.seed)
-    model = instantiate(cfg.model, num_items=split.num_items).to(device)
+    model = instantiate(cfg.model, **model_sizes(cfg.model, split.num_items, split.num_users)).to(device)
     objective = parts.objective.to(device)
     training = TrainingParts.build(model, objective, catalog, cfg.trainer, device, train.item_seq)
     return model, training, train, item_seq

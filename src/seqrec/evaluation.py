@@ -1,10 +1,11 @@
 """Evaluation protocols (the `evaluation` config group): which catalog items compete with each target.
 
 Every protocol has `evaluate(score_fn, samples, item_seq, max_seq_len, num_items) -> EvaluationResult`.
-score_fn(inputs [B, L] int64, lengths [B] int64) -> scores [B, I] float scores a batch of model inputs
-(right-padded windows, see seqrec.data.batches.gather_windows) into a new tensor, which the protocol may
-overwrite; the protocol batches the samples, masks the items that do not compete with -inf and
-accumulates seqrec.metrics.RankingMetrics.
+score_fn(inputs [B, L] int64, lengths [B] int64, users [B] int64) -> scores [B, I] float scores a batch of
+model inputs (right-padded windows, see seqrec.data.batches.gather_windows; users: the samples'
+EvalSamples.user, for models with user embeddings) into a new tensor, which the protocol may overwrite;
+the protocol batches the samples, masks the items that do not compete with -inf and accumulates
+seqrec.metrics.RankingMetrics.
 
 Memory: at most `max_scores` scores ([batch x catalog]) are in flight; batches shrink for large catalogs
 (min(batch_size, max_scores // I) samples, at least one) and the metrics' temporaries are bool masks.
@@ -22,7 +23,7 @@ from seqrec.data.types import DataError, EvalSamples
 from seqrec.errors import ConfigError
 from seqrec.metrics import RankingMetrics, check_ks, top_k_items
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ScoreFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 _MINUS_INF = float("-inf")
 _DRAW_CHUNK = 256  # at most this many samples' random keys at a time when drawing sampled candidates
 
@@ -324,7 +325,7 @@ def _score_batch(
 ) -> torch.Tensor:
     """[B, I] float scores of the batch's model inputs (the last max_seq_len history items)."""
     inputs, lengths = gather_windows(item_seq, batch.history_start, batch.history_end, max_seq_len)
-    scores = score_fn(inputs, lengths)
+    scores = score_fn(inputs, lengths, batch.user)
     if scores.shape != (len(batch), num_items):
         raise ValueError(f"score_fn must return [{len(batch)}, {num_items}] scores, got {list(scores.shape)}")
     return scores

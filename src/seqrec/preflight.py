@@ -19,6 +19,7 @@ from seqrec.folders import require_cache_folder, require_writable_folder
 from seqrec.losses.base import DataSizes
 from seqrec.record_files import RUN_FILE, SWEEP_FILE
 from seqrec.records import check_new_run_dir
+from seqrec.users import model_sizes
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def build_run_parts(cfg: DictConfig) -> RunParts:
         evaluation=instantiate_group(cfg, "evaluation"),
         logger=instantiate_group(cfg, "logger"),
     )
-    model = instantiate_group(cfg, "model", num_items=1)  # checks the model's hyperparameters
+    model = instantiate_group(cfg, "model", **model_sizes(cfg.model, 1, 1))  # checks its hyperparameters
     if getattr(parts.objective, "detach_item_table", False) and model.item_projection is not None:
         raise ConfigError(
             "loss.detach_item_table=true sends no gradient into model.item_projection, which only the "

@@ -99,6 +99,7 @@ def refit(run_dir: Path, until: str = "test", steps: int | None = None, output: 
     from seqrec.records import RunRecorder
     from seqrec.saved_model import save_model, user_blocks
     from seqrec.train import autocast_for, prepare_device, save_checkpoint
+    from seqrec.users import model_sizes
 
     if until not in UNTIL:
         raise UserError(f"--until must be one of {', '.join(UNTIL)}, got {until!r}")
@@ -134,14 +135,19 @@ def refit(run_dir: Path, until: str = "test", steps: int | None = None, output: 
         start, end = refit_sequences(
             split.test.history_start.numpy(), split.test.history_end.numpy(), users[1], until
         )
-        refit_split = replace(split, train_start=torch.from_numpy(start), train_end=torch.from_numpy(end))
+        # A load_log log's dense user id is its user block's index in item_seq.
+        block_start = np.cumsum(users[1]) - users[1]
+        train_user = torch.from_numpy(np.searchsorted(block_start, start).astype(np.int64))
+        refit_split = replace(
+            split, train_start=torch.from_numpy(start), train_end=torch.from_numpy(end), train_user=train_user
+        )
         check_training_fits(cfg.trainer.batch_size, len(start))
         device = resolve_device(cfg.trainer.device)
         prepare_device(device)
         train = pack_train_sequences(refit_split, cfg.model.max_seq_len).to(device)
         catalog = CatalogStats(split.num_items, train_item_counts(train, split.num_items))
         seed_everything(cfg.seed)
-        model = instantiate(cfg.model, num_items=split.num_items).to(device)
+        model = instantiate(cfg.model, **model_sizes(cfg.model, split.num_items, split.num_users)).to(device)
         objective = parts.objective.to(device)
         train_started = time.perf_counter()
         final_loss = train_steps(model, objective, train, catalog, cfg.trainer, device, cfg.seed, steps)
@@ -161,9 +167,11 @@ def refit(run_dir: Path, until: str = "test", steps: int | None = None, output: 
         if until == "test":
             autocast = autocast_for(device, cfg.trainer.bf16)
 
-            def model_scores(inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            def model_scores(
+                inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor
+            ) -> torch.Tensor:
                 with autocast:
-                    return model.score(model.last_hidden(inputs, lengths)).float()
+                    return model.score(model.last_hidden(inputs, lengths, users), users).float()
 
             item_seq = split.item_seq.to(device)
             test = parts.evaluation.evaluate(

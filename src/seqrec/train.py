@@ -228,14 +228,17 @@ def fit(
 def training_step(parts: TrainingParts, batch: TrainBatch) -> torch.Tensor:
     """One optimizer step on one batch; returns the (undetached) loss without waiting for the device."""
     model = parts.model
+    batch = model.training_batch(batch) if hasattr(model, "training_batch") else batch  # e.g. SSE-PT's SSE
     with parts.autocast:
-        hidden = parts.encode(batch.inputs, batch.lengths)
+        hidden = parts.encode(batch.inputs, batch.lengths, batch.users)
     seq_len = batch.inputs.shape[1]
+    rows = batch.positions // seq_len
+    users = None if batch.users is None else batch.users[rows]
     loss = parts.objective(
         ObjectiveInput(
-            queries=model.query_vectors(hidden.flatten(0, 1)[batch.positions]),
+            queries=model.query_vectors(hidden.flatten(0, 1)[batch.positions], users),
             positives=batch.targets.flatten()[batch.positions],
-            rows=batch.positions // seq_len,
+            rows=rows,
             sequences=batch.inputs,
             lengths=batch.lengths,
             item_embeddings=model.item_vectors(),

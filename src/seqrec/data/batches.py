@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import torch
@@ -35,6 +35,8 @@ class TrainTensors:
     item_seq [E], sequence_start, sequence_end [N] int64: row n's whole training sequence (not only its
     last L positions) is item_seq[sequence_start[n]:sequence_end[n]], for objectives that need it.
     last_position_only: only each row's last position is a target (seqrec.data.target_samples); else all.
+    users: [N] int64, the log's dense user id of each row (SplitData.train_user), for models with user
+    embeddings; None where the split does not say.
     """
 
     inputs: torch.Tensor
@@ -44,6 +46,7 @@ class TrainTensors:
     sequence_start: torch.Tensor
     sequence_end: torch.Tensor
     last_position_only: bool = False
+    users: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -59,8 +62,10 @@ class TrainTensors:
         return "training samples (target events)" if self.last_position_only else "training sequences"
 
     def to(self, device: torch.device | str) -> TrainTensors:
-        tensors = (value.to(device) for value in vars(self).values() if isinstance(value, torch.Tensor))
-        return TrainTensors(*tensors, last_position_only=self.last_position_only)
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return TrainTensors(
+            **{name: v.to(device) if isinstance(v, torch.Tensor) else v for name, v in values.items()}
+        )
 
 
 def pack_train_sequences(split: SplitData, max_len: int) -> TrainTensors:
@@ -68,7 +73,9 @@ def pack_train_sequences(split: SplitData, max_len: int) -> TrainTensors:
     truncated to the last `max_len` positions, so input t is followed by target t."""
     inputs, lengths = gather_windows(split.item_seq, split.train_start, split.train_end - 1, max_len)
     targets, _ = gather_windows(split.item_seq, split.train_start + 1, split.train_end, max_len)
-    return TrainTensors(inputs, targets, lengths, split.item_seq, split.train_start, split.train_end)
+    return TrainTensors(
+        inputs, targets, lengths, split.item_seq, split.train_start, split.train_end, users=split.train_user
+    )
 
 
 def train_item_counts(train: TrainTensors, num_items: int) -> torch.Tensor:
@@ -81,7 +88,8 @@ class TrainBatch(NamedTuple):
     """inputs, targets: [B, L] int64 with L the batch's longest row; lengths: [B]; positions: [N] int64
     flat indices (row * L + t) of the supervised positions (every real one, or each row's last), computed
     on the host so the training step never waits for the device; sequence_start, sequence_end: [B] int64,
-    each row's whole training sequence in TrainTensors.item_seq."""
+    each row's whole training sequence in TrainTensors.item_seq; users: [B] int64 each row's dense user id
+    (None when TrainTensors.users is)."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
@@ -89,6 +97,7 @@ class TrainBatch(NamedTuple):
     positions: torch.Tensor
     sequence_start: torch.Tensor
     sequence_end: torch.Tensor
+    users: torch.Tensor | None = None
 
 
 class TrainBatches:
@@ -134,4 +143,5 @@ class TrainBatches:
                 positions.to(device, non_blocking=True),
                 self.train.sequence_start[rows],
                 self.train.sequence_end[rows],
+                None if self.train.users is None else self.train.users[rows],
             )

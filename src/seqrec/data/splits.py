@@ -110,6 +110,7 @@ def _split_data(
         user_ids=log.user_ids,
         item_train_events=item_train_events,
         user_train_events=train_length.astype(np.int64),
+        train_user=_long(blocks.user[train_start]),  # train_start: each kept user's first event
     )
 
 

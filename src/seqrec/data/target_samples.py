@@ -71,4 +71,5 @@ def pack_target_samples(
         start,
         split.train_end[sequence],
         last_position_only=True,
+        users=None if split.train_user is None else split.train_user[sequence],
     )

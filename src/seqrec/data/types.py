@@ -79,6 +79,9 @@ class SplitData:
     item_train_events: [num_items] int64, how often each item occurs in the training split (every event
         the split assigns to training, whether or not its user's sequence is long enough to train on);
         None for splits built by hand. Defines item popularity and cold items.
+    train_user: [N] int64, the log's user id of training sequence n (None for splits built by hand). The
+        log's user ids are dense (0..num_users-1) in every log load_log builds: they index a model's user
+        table (model=ssept), like EvalSamples.user.
     """
 
     item_seq: torch.Tensor
@@ -92,6 +95,15 @@ class SplitData:
     user_ids: np.ndarray | None = None
     item_train_events: np.ndarray | None = None
     user_train_events: np.ndarray | None = None  # [U] int64: each user's events in the training split
+    train_user: torch.Tensor | None = None
+
+    @property
+    def num_users(self) -> int:
+        """The size of the user id range: every user of the log (trained or not) and every id in use."""
+        sizes = [] if self.user_train_events is None else [len(self.user_train_events)]
+        ids = (self.train_user, self.valid.user, self.test.user)
+        sizes += [int(t.max()) + 1 for t in ids if t is not None and len(t)]
+        return max(sizes, default=0)
 
     def original_users(self, users: torch.Tensor) -> np.ndarray:
         """[S] original ids of the log's user ids `users` [S] (e.g. EvalSamples.user)."""
