@@ -152,7 +152,7 @@ def export(
     samples = run_test_samples(model) if check else None  # a folder without test ranks fails before writing
     folder.mkdir(parents=True, exist_ok=True)
     (folder / EXPORT_FILE).unlink(missing_ok=True)  # written last: a failed export leaves none
-    user_vectors = model.query_vectors_of(model.files.histories)
+    user_vectors = model.query_vectors_of(model.files.histories, users=np.arange(len(model.users)))
     files = write_vectors(folder, fmt, "item", model.item_ids, item_vectors)
     files += write_vectors(folder, fmt, "user", model.users, user_vectors)
     info = {
@@ -162,7 +162,8 @@ def export(
         "dim": int(item_vectors.shape[1]),
         "items": len(model.item_ids),
         "users": len(model.users),
-        "user_vectors": "each user's query vector from their stored history (all of their events in the run)",
+        "user_vectors": "each user's query vector from their stored history (all of their events in the run)"
+        + (" and their user embedding" if getattr(model.backbone, "num_users", None) else ""),
         "model": str(model.files.folder),
         "seqrec_version": model.files.info.get("seqrec_version"),
         "files": files,
@@ -178,7 +179,7 @@ def export(
             faiss.write_index(index, str(temp))
         info["index"] = {"file": index_file, "rows": "row r is items' row r", **asdict(settings)}
         if check:
-            query_vectors = model.query_vectors_of(samples.histories)
+            query_vectors = model.query_vectors_of(samples.histories, users=model.user_rows(samples.users))
             ks = model.files.info["scoring"].get("ks") or [20]
             report = check_index(
                 index,

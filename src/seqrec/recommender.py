@@ -5,6 +5,10 @@ Scores are computed exactly as the run's evaluation computed them (the same wind
 model.max_seq_len items, batches of evaluation.batch_size bounded by evaluation.max_scores, bf16 autocast
 on CUDA when the run trained with it, the same tie rule: equal scores go to the lower catalog position),
 so recommending for a run's test histories reproduces its test ranks.
+
+Users: a model with user embeddings (model=ssept) scores a stored user's history with that user's
+embedding (row u of histories.parquet is dense user id u); a history given without a user, or with a user
+the model does not know, gets the model's unknown-user fallback (see its class docstring).
 """
 
 from __future__ import annotations
@@ -112,17 +116,26 @@ class Recommender:
         known = np.array([position for position in found if position is not None], dtype=np.int64)
         return known, len(found) - len(known)
 
+    def user_rows(self, users: Iterable) -> np.ndarray:
+        """[n] int64 dense user ids (rows of the stored histories) of original user ids, -1 where unknown."""
+        if self._user_index is None:
+            self._user_index = {user: row for row, user in enumerate(self.users.tolist())}
+        return np.array([self._user_index.get(user, -1) for user in users], dtype=np.int64)
+
     def user_histories(self, users: Iterable | str = "all") -> tuple[np.ndarray, list[np.ndarray], int]:
         """The stored histories (dense ids) of `users` ("all": every user, in stored order): the known
         users' ids, their histories, and how many users were unknown."""
+        known_users, histories, unknown, _ = self._stored(users)
+        return known_users, histories, unknown
+
+    def _stored(self, users: Iterable | str) -> tuple[np.ndarray, list[np.ndarray], int, np.ndarray]:
+        """user_histories, and the known users' dense ids."""
         if isinstance(users, str) and users == "all":
-            return self.users, self.files.histories, 0
-        if self._user_index is None:
-            self._user_index = {user: row for row, user in enumerate(self.users.tolist())}
-        users = list(users)
-        rows = [self._user_index.get(user) for user in users]
-        known = [row for row in rows if row is not None]
-        return self.users[known], [self.files.histories[row] for row in known], len(users) - len(known)
+            return self.users, self.files.histories, 0, np.arange(len(self.users))
+        rows = self.user_rows(list(users))
+        known = rows[rows >= 0]
+        histories = [self.files.histories[row] for row in known]
+        return self.users[known], histories, int((rows < 0).sum()), known
 
     def history_items(self, users: Iterable | str = "all") -> list[list]:
         """The stored histories of `users` as lists of original item ids (time order)."""
@@ -135,21 +148,26 @@ class Recommender:
         """[I, D] float32, the vectors queries are scored against, row i = item_ids[i]."""
         return self.backbone.item_vectors().float().cpu().numpy()
 
-    def query_vectors(self, histories: Sequence[Sequence]) -> np.ndarray:
+    def query_vectors(self, histories: Sequence[Sequence], users: Sequence | None = None) -> np.ndarray:
         """[S, D] float32 query vectors of histories of original item ids (unknown ids ignored; a history
-        with no known item gets a row of NaN)."""
+        with no known item gets a row of NaN). users: the original user id of each history, for a model
+        with user embeddings (None, or an unknown id: the model's unknown-user fallback)."""
         dense, unknown = self._encode(histories)
-        return self.query_vectors_of(dense, unknown)
+        return self.query_vectors_of(dense, unknown, self._dense_users(users, len(dense)))
 
     @torch.inference_mode()
-    def query_vectors_of(self, dense_histories: Sequence[np.ndarray], unknown: int = 0) -> np.ndarray:
-        """query_vectors for histories of dense item ids."""
+    def query_vectors_of(
+        self, dense_histories: Sequence[np.ndarray], unknown: int = 0, users: np.ndarray | None = None
+    ) -> np.ndarray:
+        """query_vectors for histories of dense item ids; users: [S] dense user ids (-1: unknown) or None."""
         dim = self.backbone.item_vectors().shape[1]
         vectors = np.full((len(dense_histories), dim), np.nan, dtype=np.float32)
         for rows, inputs, lengths, _ in self._batches(dense_histories, unknown):
+            batch_users = self._batch_users(users, rows)
             with self._autocast():
-                hidden = self.backbone.last_hidden(inputs, lengths)
-            vectors[rows] = self.backbone.query_vectors(hidden.float()).float().cpu().numpy()
+                hidden = self.backbone.last_hidden(inputs, lengths, batch_users)
+            queries = self.backbone.query_vectors(hidden.float(), batch_users)
+            vectors[rows] = queries.float().cpu().numpy()
         return vectors
 
     # ----- recommend -----
@@ -159,19 +177,23 @@ class Recommender:
         k: int = 10,
         exclude_seen: bool = True,
         allowed_items: Iterable | None = None,
+        users: Sequence | None = None,
     ) -> Recommendations:
         """The k best items for each history of original item ids (time order, most recent last).
 
         exclude_seen: no item of the history is recommended; allowed_items: original ids that may be
-        recommended (None: the whole catalog). Unknown ids are ignored and counted."""
+        recommended (None: the whole catalog). Unknown ids are ignored and counted. users: the original
+        user id of each history, for a model with user embeddings (None, or an unknown id: the model's
+        unknown-user fallback)."""
         dense, unknown = self._encode(histories)
-        return self.recommend_dense(dense, k, exclude_seen, allowed_items, unknown)
+        dense_users = self._dense_users(users, len(dense))
+        return self.recommend_dense(dense, k, exclude_seen, allowed_items, unknown, dense_users)
 
     def recommend_users(
         self, users: Iterable | str = "all", k: int = 10, exclude_seen: bool = True, allowed_items=None
     ) -> tuple[np.ndarray, Recommendations]:
         """recommend() from the stored histories of `users` ("all": every user): their ids and results."""
-        known_users, histories, unknown_users = self.user_histories(users)
+        known_users, histories, unknown_users, rows = self._stored(users)
         if len(known_users) == 0:
             example = ", ".join(repr(user) for user in self.users[:3].tolist())
             raise RecommendError(
@@ -181,7 +203,7 @@ class Recommender:
         if unknown_users:
             total = unknown_users + len(known_users)
             log.warning("%d of %d users are unknown to the model and left out", unknown_users, total)
-        return known_users, self.recommend_dense(histories, k, exclude_seen, allowed_items)
+        return known_users, self.recommend_dense(histories, k, exclude_seen, allowed_items, users=rows)
 
     @torch.inference_mode()
     def recommend_dense(
@@ -191,8 +213,9 @@ class Recommender:
         exclude_seen: bool = True,
         allowed_items: Iterable | None = None,
         unknown: int = 0,
+        users: np.ndarray | None = None,
     ) -> Recommendations:
-        """recommend() for histories of dense item ids."""
+        """recommend() for histories of dense item ids; users: [S] dense user ids (-1: unknown) or None."""
         from seqrec.evaluation import history_events
         from seqrec.metrics import top_k_items
 
@@ -208,8 +231,10 @@ class Recommender:
         scores = np.full((len(dense_histories), k), _MINUS_INF, dtype=np.float32)
         empty = sum(len(history) == 0 for history in dense_histories)
         for rows, inputs, lengths, (item_seq, starts, ends) in self._batches(dense_histories, unknown):
+            batch_users = self._batch_users(users, rows)
             with self._autocast():
-                batch_scores = self.backbone.score(self.backbone.last_hidden(inputs, lengths)).float()
+                hidden = self.backbone.last_hidden(inputs, lengths, batch_users)
+                batch_scores = self.backbone.score(hidden, batch_users).float()
             if exclude_seen:
                 batch_scores[history_events(item_seq, starts, ends)] = _MINUS_INF
             if blocked is not None:
@@ -233,6 +258,18 @@ class Recommender:
         blocked = torch.ones(self.num_items, dtype=torch.bool, device=self.device)
         blocked[torch.from_numpy(allowed).to(self.device)] = False
         return blocked
+
+    def _dense_users(self, users: Sequence | None, num_histories: int) -> np.ndarray | None:
+        """[S] dense user ids of one original user id per history (-1 where unknown), or None."""
+        if users is None:
+            return None
+        if isinstance(users, str | bytes) or len(users) != num_histories:
+            given = "a single id" if isinstance(users, str | bytes) else f"{len(users)} ids"
+            raise RecommendError(f"users must list one user id per history ({num_histories}), got {given}")
+        return self.user_rows(users)
+
+    def _batch_users(self, users: np.ndarray | None, rows: np.ndarray) -> torch.Tensor | None:
+        return None if users is None else torch.from_numpy(users[rows]).to(self.device)
 
     def _encode(self, histories: Sequence[Sequence]) -> tuple[list[np.ndarray], int]:
         if isinstance(histories, str | bytes) or not isinstance(histories, Sequence | np.ndarray):

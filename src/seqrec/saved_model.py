@@ -7,7 +7,8 @@ RUN_DIR/model/ holds
   allows), read with torch.load(weights_only=True), the only unpickling;
 - items.parquet: the catalog order: row i is dense item id i, column `item` its original id;
 - histories.parquet: one row per user: `user` (original id) and `items` (the dense item ids of all of
-  the user's events in the filtered log, in time order), for exclude_seen and `--users all`.
+  the user's events in the filtered log, in time order), for exclude_seen and `--users all`; row u is
+  the dense user id u that a model with user embeddings (model=ssept) was trained with.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def _write_model_files(tmp: Path, weights_path, model, cfg, item_seq, users, ite
     info = {
         "format": MODEL_FORMAT,
         "seqrec_version": seqrec.__version__,
-        "model_config": OmegaConf.to_container(cfg.model, resolve=True) | {"num_items": len(item_ids)},
+        "model_config": OmegaConf.to_container(cfg.model, resolve=True) | _data_sizes(model, len(item_ids)),
         "num_items": len(item_ids),
         "similarity": getattr(model, "similarity", "dot"),
         "item_id_type": "int" if np.asarray(item_ids).dtype.kind in "iu" else "string",
@@ -118,6 +119,15 @@ def _write_model_files(tmp: Path, weights_path, model, cfg, item_seq, users, ite
         "histories": HISTORIES_COVER,
     }
     (tmp / MODEL_FILE).write_text(json.dumps(info, indent=2))
+
+
+def _data_sizes(model, num_items: int) -> dict:
+    """The constructor arguments the data gave the model: num_items, and num_users for a model with user
+    embeddings (its users are the rows of histories.parquet)."""
+    sizes = {"num_items": num_items}
+    if getattr(model, "num_users", None) is not None:
+        sizes["num_users"] = int(model.num_users)
+    return sizes
 
 
 @dataclass(frozen=True)
