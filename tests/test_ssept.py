@@ -15,7 +15,7 @@ import torch
 import seqrec
 from seqrec.data.batches import TrainBatch
 from seqrec.models.ssept import SsePt, replace_items, replace_users, swap_items
-from seqrec.recommender import run_test_samples
+from seqrec.recommender import RecommendError, run_test_samples
 from seqrec.refit import refit
 from seqrec.train import training_step
 from test_app import SMOKE, run_in_process
@@ -280,6 +280,8 @@ def test_a_run_records_success_and_its_saved_model_recommends_with_users(tmp_pat
     unknown = model.recommend(history, k=5, users=[model.users[untrained]])
     assert np.array_equal(without.items, unknown.items)
     np.testing.assert_allclose(without.scores, unknown.scores, rtol=1e-5)
+    with pytest.raises(RecommendError, match="one user id per history \\(1\\), got 2 ids"):
+        model.recommend(history, k=5, users=list(model.users[:2]))
     # A refit trains its own users (every user with >= 2 events before the test period).
     refitted = seqrec.load(refit(tmp_path, steps=2, output=tmp_path / "refit"))
     assert refitted.backbone.num_users == len(refitted.users) == len(model.users)
