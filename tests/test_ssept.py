@@ -76,6 +76,63 @@ def test_scores_are_the_formula_with_the_user_term():
     assert not torch.allclose(model.last_hidden(INPUTS, LENGTHS, torch.tensor([1, 1, 1])), hidden)
 
 
+def microsoft_recommenders_ssept(model: SsePt, inputs, lengths, users) -> torch.Tensor:
+    """[B, I] scores at each row's last position, computed as Microsoft Recommenders' SSEPT.predict does: a
+    left-padded window of maxlen slots (the newest item in the last slot, whose position row is seqrec's 0),
+    [item * sqrt(d_i) | user * sqrt(d_u)] + position, padding zeroed after the embeddings and after each
+    block, padding keys masked, Q, K, V without an output projection, per-slot norms (eps 1e-8), then
+    the last slot's state against [item | user * sqrt(d_u)]."""
+    width, heads = ITEM_DIM + USER_DIM, model.layers[0].attention.num_heads
+    window = torch.zeros(len(inputs), MAX_LEN, dtype=torch.long)
+    for row, length in enumerate(lengths.tolist()):
+        window[row, MAX_LEN - length :] = inputs[row, :length] + 1
+    mask = (window > 0).float()[..., None]
+    items = torch.cat([torch.zeros(1, ITEM_DIM), model.item_embedding.weight])
+    user = model.user_embedding.weight[users] * math.sqrt(USER_DIM)  # [B, d_u]
+    joined = torch.cat([items[window] * math.sqrt(ITEM_DIM), user[:, None, :].expand(-1, MAX_LEN, -1)], -1)
+    x = (joined + model.position_embedding.weight.flip(0)[None]) * mask
+
+    def per_slot_norm(values, norm):
+        mean = values.mean(-1, keepdim=True)
+        variance = ((values - mean) ** 2).mean(-1, keepdim=True)
+        return (values - mean) / torch.sqrt(variance + 1e-8) * norm.weight.flip(0) + norm.bias.flip(0)
+
+    causal = torch.tril(torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool))
+    for layer in model.layers:
+        weight, bias = layer.attention.qkv.weight, layer.attention.qkv.bias
+        queries = per_slot_norm(x, layer.norm1)
+        projected = [
+            source @ weight[i * width : (i + 1) * width].T + bias[i * width : (i + 1) * width]
+            for i, source in enumerate([queries, x, x])
+        ]
+        split = [torch.cat(t.split(width // heads, dim=2), dim=0) for t in projected]  # [H * B, M, d / H]
+        logits = split[0] @ split[1].transpose(1, 2) / math.sqrt(width // heads)
+        keys_present = (x.sum(-1) != 0).repeat(heads, 1)[:, None, :]
+        logits = torch.where(keys_present & causal, logits, torch.full_like(logits, -(2.0**32) + 1))
+        weights = torch.softmax(logits, dim=-1) * (queries.sum(-1) != 0).repeat(heads, 1)[..., None]
+        attended = torch.cat((weights @ split[2]).split(len(x), dim=0), dim=2) + queries
+        inner = torch.relu(attended @ layer.feed_forward[0].weight.T + layer.feed_forward[0].bias)
+        x = (inner @ layer.feed_forward[3].weight.T + layer.feed_forward[3].bias + attended) * mask
+    last = per_slot_norm(x, model.final_norm)[:, -1]  # [B, d]
+    candidates = model.item_embedding.weight  # [I, d_i]
+    return torch.stack(
+        [torch.cat([candidates, user[row].expand(ITEMS, -1)], -1) @ last[row] for row in range(len(last))]
+    )
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_scores_match_microsoft_recommenders_ssept(layout):
+    model = tiny_model(layout=layout).eval().requires_grad_(False)
+    with torch.no_grad():  # non-trivial norms and biases, so that a swapped parameter shows
+        for name, parameter in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                parameter.copy_(1.0 * name.endswith("weight") + 0.3 * torch.randn_like(parameter))
+    model.user_trained[:] = True
+    expected = microsoft_recommenders_ssept(model, INPUTS, LENGTHS, USER_IDS)
+    hidden = model.last_hidden(INPUTS, LENGTHS, USER_IDS)
+    torch.testing.assert_close(model.score(hidden, USER_IDS), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_an_unknown_user_gets_the_mean_of_the_trained_users():
     model = tiny_model().eval()
     model.user_trained[torch.tensor([1, 3])] = True
