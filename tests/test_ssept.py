@@ -38,7 +38,7 @@ USER_IDS = torch.tensor([4, 0, 2])
 def test_the_input_is_item_and_user_embeddings_joined_plus_positions(layout):
     model = tiny_model(layout=layout).eval()
     model.user_trained[:] = True
-    x, rows = model.embed_users(INPUTS, LENGTHS, USER_IDS)
+    x, rows = model.embed(INPUTS, LENGTHS, USER_IDS)
     x = rows.layout.unpack(x) if rows.layout is not None else x
     items, users = model.item_embedding.weight, model.user_embedding.weight
     positions = model.position_embedding.weight
@@ -343,6 +343,18 @@ def test_a_run_records_success_and_its_saved_model_recommends_with_users(tmp_pat
     refitted = seqrec.load(refit(tmp_path, steps=2, output=tmp_path / "refit"))
     assert refitted.backbone.num_users == len(refitted.users) == len(model.users)
     assert len(refitted.recommend_users("all", k=5)[0]) == len(model.users)
+
+
+def test_the_ms_recommenders_preset_gives_ssept_the_notebooks_sizes_and_no_sse():
+    from hydra import compose, initialize_config_dir
+
+    from seqrec.stats import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=ms_recommenders", "model=ssept"])
+    notebook = dict(embedding_dim=100, user_embedding_dim=100, num_heads=1, num_layers=2, ffn_dim=200)
+    notebook |= dict(dropout=0.1, max_seq_len=50, sse_user_prob=0.0, sse_item_prob=0.0)
+    assert {key: cfg.model[key] for key in notebook} == notebook
 
 
 def test_the_ms_recommenders_preset_runs_with_ssept(tmp_path):

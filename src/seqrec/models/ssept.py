@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqrec.data.batches import TrainBatch
@@ -105,32 +106,15 @@ class SsePt(SasRecTf2Port):
     # ----- the joined embedding -----
     def item_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """[..., d]: the scaled item embedding in the first d_i columns, zeros in the user's d_u."""
-        items = super().item_inputs(inputs)
-        return torch.cat([items, items.new_zeros(*items.shape[:-1], self.user_embedding.embedding_dim)], -1)
+        return F.pad(super().item_inputs(inputs), (0, self.user_embedding.embedding_dim))
 
-    def embed_users(
-        self, inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None
-    ) -> tuple[torch.Tensor, Rows]:
-        """The encoder input [item * sqrt(d_i) | user * sqrt(d_u)] + position, with embedding dropout."""
-        x, rows = SasRecBackbone.embed(self, inputs, lengths)  # items + positions, no dropout yet
-        user = self.user_vectors(users, len(lengths))
-        user = torch.cat([user.new_zeros(len(user), self.item_embedding.embedding_dim), user], -1)  # [B, d]
+    def embed(self, inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> tuple[torch.Tensor, Rows]:
+        """The encoder input [item * sqrt(d_i) | user * sqrt(d_u)] + position, then embedding dropout."""
+        x, rows = SasRecBackbone.embed(self, inputs, lengths)  # items + positions, before the port's dropout
+        user = F.pad(self.user_vectors(users, len(lengths)), (self.item_embedding.embedding_dim, 0))  # [B, d]
         per_position = user[:, None, :].expand(*inputs.shape, -1)
         x = x + (rows.layout.pack(per_position) if rows.layout is not None else per_position)
         return rows.drop(self.embedding_dropout, x), rows
-
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> torch.Tensor:
-        """inputs: [B, L] right-padded item ids, lengths: [B], users: [B] dense user ids -> [B, L, d]."""
-        x, rows = self.embed_users(inputs, lengths, users)
-        hidden = self.encode(x, rows)
-        return rows.layout.unpack(hidden) if rows.layout is not None else hidden
-
-    def last_hidden(self, inputs: torch.Tensor, lengths: torch.Tensor, users=None) -> torch.Tensor:
-        """[B, d] at each row's last position; in inference the last layer computes only there."""
-        if self.training:
-            return self.forward(inputs, lengths, users)[torch.arange(len(lengths)), lengths - 1]
-        x, rows = self.embed_users(inputs[:, : int(lengths.max())], lengths, users)
-        return self.encode(x, rows, last_only=True)
 
     # ----- scoring -----
     def item_vectors(self) -> torch.Tensor:
