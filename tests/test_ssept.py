@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import seqrec
+from helpers import SMOKE, run_in_process
 from seqrec.data.batches import TrainBatch
 from seqrec.models.ssept import SsePt, replace_items, replace_users, swap_items
 from seqrec.recommender import RecommendError, run_test_samples
 from seqrec.refit import refit
 from seqrec.train import training_step
-from test_app import SMOKE, run_in_process
 
 ITEMS, USERS, ITEM_DIM, USER_DIM, MAX_LEN = 9, 5, 4, 2, 6
 
