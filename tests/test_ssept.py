@@ -4,6 +4,7 @@ run end to end through the saved model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -18,7 +19,7 @@ from seqrec.data.batches import TrainBatch
 from seqrec.models.ssept import SsePt, replace_items, replace_users, swap_items
 from seqrec.recommender import RecommendError, run_test_samples
 from seqrec.refit import refit
-from seqrec.train import training_step
+from seqrec.train import TrainingParts, training_step
 
 ITEMS, USERS, ITEM_DIM, USER_DIM, MAX_LEN = 9, 5, 4, 2, 6
 
@@ -276,19 +277,15 @@ def test_a_training_step_uses_the_replaced_users_on_both_sides(monkeypatch):
     monkeypatch.setattr(SsePt, "query_vectors", spy_queries)
     batch = one_batch()
     params = list(model.parameters())
-    optimizer = torch.optim.Adam(params)
     catalog = CatalogStats(ITEMS, torch.ones(ITEMS))
-    loss = training_step(model, model, BCE(), batch, catalog, optimizer, params, None, _null())
+    parts = TrainingParts(
+        model, BCE(), catalog, model, params, torch.optim.Adam(params), None, contextlib.nullcontext(), "cpu"
+    )
+    loss = training_step(parts, batch)
     assert torch.isfinite(loss)
     rows = batch.positions // batch.inputs.shape[1]
     assert torch.equal(seen["queries"], seen["forward"][rows])
     assert not torch.equal(seen["forward"], batch.users)  # every user was redrawn (some to themselves)
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 @pytest.mark.parametrize(
