@@ -233,3 +233,23 @@ def test_a_detached_table_with_an_item_projection_fails_before_any_data_is_read(
         run_in_process(overrides, tmp_path / "run")
     assert "model.item_projection" in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_evaluation_pass_computes_the_item_vectors_once_and_scores_as_score_does(monkeypatch):
+    import contextlib
+
+    from seqrec.train import inference_scores
+
+    model = make_model(**TWO_TOWER).eval()
+    inputs, lengths = torch.tensor([[1, 2, 3, 0], [4, 0, 0, 0]]), torch.tensor([3, 1])
+    with torch.inference_mode():
+        expected = model.score(model.last_hidden(inputs, lengths))
+    calls = []
+    item_vectors = model.item_vectors
+    monkeypatch.setattr(model, "item_vectors", lambda: calls.append(1) or item_vectors())
+    scores = inference_scores(model, contextlib.nullcontext())
+    with torch.inference_mode():
+        batches = [scores(inputs, lengths, None), scores(inputs[1:], lengths[1:], None)]
+    assert len(calls) == 1  # not once per batch
+    torch.testing.assert_close(batches[0], expected)
+    torch.testing.assert_close(batches[1], expected[1:])

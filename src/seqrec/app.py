@@ -27,7 +27,7 @@ from seqrec.records import RunRecorder
 from seqrec.run_data import RunData, build_run_data, data_record
 from seqrec.run_results import evaluate_best_weights, format_metrics, record_fit
 from seqrec.saved_model import save_model, user_blocks
-from seqrec.train import TrainingParts, autocast_for, fit, load_checkpoint, prepare_device
+from seqrec.train import TrainingParts, autocast_for, fit, inference_scores, load_checkpoint, prepare_device
 from seqrec.tune.trial import TrialPruned, open_trial
 from seqrec.users import model_sizes
 from seqrec.valid_subset import SUBSET_SEED, validation_subset
@@ -147,14 +147,11 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     autocast = autocast_for(device, cfg.trainer.bf16)
 
-    def model_scores(inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        with autocast:
-            return model.score(model.last_hidden(inputs, lengths, users), users).float()
-
     valid = _validation_samples(evaluation, split, recorder)
 
     def validate() -> dict:
-        return evaluation.evaluate(model_scores, valid, item_seq, max_seq_len, split.num_items).metrics
+        scores = inference_scores(model, autocast)
+        return evaluation.evaluate(scores, valid, item_seq, max_seq_len, split.num_items).metrics
 
     validation = Validation(validate, training, cfg.trainer, recorder, log_metrics)
     result = fit(training, train, cfg.trainer, cfg.seed, validation, log_metrics)
@@ -166,7 +163,7 @@ def _train_and_test(cfg, parts: RunParts, recorder: RunRecorder) -> dict:
     load_checkpoint(model, recorder.checkpoint_path)
     model.eval()
     test_metrics, test_ci, test_seconds = evaluate_best_weights(
-        evaluation, model_scores, data, item_seq, max_seq_len, recorder
+        evaluation, inference_scores(model, autocast), data, item_seq, max_seq_len, recorder
     )
     metrics = {"best_valid": result.best_metrics} | test_metrics
     record_fit(recorder, result, metrics, device, data_seconds, (test_seconds, len(split.test)))

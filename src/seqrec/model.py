@@ -179,6 +179,10 @@ class SasRecBackbone(nn.Module):
             hidden = self.query_projection(hidden)
         return F.normalize(hidden, dim=-1) if self.similarity == "cosine" else hidden
 
-    def score(self, hidden: torch.Tensor, users=None) -> torch.Tensor:
-        """hidden: [S, D] -> [S, I] scores against the whole catalog."""
-        return self.query_vectors(hidden, users) @ self.item_vectors().T
+    def score(
+        self, hidden: torch.Tensor, users=None, item_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """hidden: [S, D] -> [S, I] scores against the whole catalog. item_vectors: self.item_vectors(),
+        computed once by a caller scoring many batches with fixed weights (seqrec.train.inference_scores)."""
+        items = self.item_vectors() if item_vectors is None else item_vectors
+        return self.query_vectors(hidden, users) @ items.T

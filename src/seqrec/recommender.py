@@ -230,11 +230,13 @@ class Recommender:
         items[:] = np.arange(k)
         scores = np.full((len(dense_histories), k), _MINUS_INF, dtype=np.float32)
         empty = sum(len(history) == 0 for history in dense_histories)
+        with self._autocast():
+            item_vectors = self.backbone.item_vectors()  # once for every batch
         for rows, inputs, lengths, (item_seq, starts, ends) in self._batches(dense_histories, unknown):
             batch_users = self._batch_users(users, rows)
             with self._autocast():
                 hidden = self.backbone.last_hidden(inputs, lengths, batch_users)
-                batch_scores = self.backbone.score(hidden, batch_users).float()
+                batch_scores = self.backbone.score(hidden, batch_users, item_vectors).float()
             if exclude_seen:
                 batch_scores[history_events(item_seq, starts, ends)] = _MINUS_INF
             if blocked is not None:

@@ -98,7 +98,7 @@ def refit(run_dir: Path, until: str = "test", steps: int | None = None, output: 
     from seqrec.preflight import build_run_parts, check_run_folder, check_training_fits
     from seqrec.records import RunRecorder
     from seqrec.saved_model import save_model, user_blocks
-    from seqrec.train import autocast_for, prepare_device, save_checkpoint
+    from seqrec.train import autocast_for, inference_scores, prepare_device, save_checkpoint
     from seqrec.users import model_sizes
 
     if until not in UNTIL:
@@ -165,17 +165,10 @@ def refit(run_dir: Path, until: str = "test", steps: int | None = None, output: 
             },
         }
         if until == "test":
-            autocast = autocast_for(device, cfg.trainer.bf16)
-
-            def model_scores(
-                inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor
-            ) -> torch.Tensor:
-                with autocast:
-                    return model.score(model.last_hidden(inputs, lengths, users), users).float()
-
+            scores = inference_scores(model, autocast_for(device, cfg.trainer.bf16))
             item_seq = split.item_seq.to(device)
             test = parts.evaluation.evaluate(
-                model_scores, split.test, item_seq, cfg.model.max_seq_len, split.num_items
+                scores, split.test, item_seq, cfg.model.max_seq_len, split.num_items
             )
             recorder.write_test_ranks(
                 split.original_users(split.test.user), split.original_items(split.test.target), test.ranks

@@ -83,6 +83,20 @@ def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+def inference_scores(model: SasRecBackbone, autocast: contextlib.AbstractContextManager) -> Callable:
+    """The score function of one evaluation pass over `model`'s current weights (evaluation's ScoreFn):
+    [B, I] float scores at each row's last position. The item vectors are computed once for the pass,
+    not once per batch (with two-tower projections that is a matmul over the whole catalog)."""
+    with torch.inference_mode(), autocast:
+        items = model.item_vectors()
+
+    def scores(inputs: torch.Tensor, lengths: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
+        with autocast:
+            return model.score(model.last_hidden(inputs, lengths, users), users, items).float()
+
+    return scores
+
+
 def keep_freed_memory_in_process() -> bool:
     """Stop glibc from returning large freed blocks to the OS. Every training step allocates and frees the
     same large activations; by default each is a fresh mmap whose pages the kernel must zero again

@@ -74,15 +74,15 @@ class SsePt(SasRecTf2Port):
         the row of a trained user, the mean of the trained users' rows for any other (users None or < 0,
         or a user never trained on)."""
         table = self.user_embedding.weight
+        scale = math.sqrt(table.shape[1])
+        if self.training:  # the split's own ids: checked there, not by a host sync in every step
+            if users is None:
+                raise ValueError("model=ssept trains on each row's user: the training rows carry no user ids")
+            return table[users] * scale
         if users is not None and len(users) and int(users.max()) >= self.num_users:
             raise ValueError(
                 f"user id {int(users.max())} is outside the model's {self.num_users} users (model.num_users)"
             )
-        scale = math.sqrt(table.shape[1])
-        if self.training:
-            if users is None:
-                raise ValueError("model=ssept trains on each row's user: the training rows carry no user ids")
-            return table[users] * scale
         trained = self.user_trained
         fallback = (table[trained] if bool(trained.any()) else table).mean(0)
         if users is None:
